@@ -1,0 +1,138 @@
+#include "run_glassbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+namespace glassbox::test {
+
+std::filesystem::path glassbox_binary() { return GLASSBOX_BINARY; }
+std::filesystem::path scenario_guest(const std::string& name) {
+  return std::filesystem::path(GLASSBOX_SCENARIO_DIR) / (name + ".elf");
+}
+std::filesystem::path guest_kernel() { return GLASSBOX_GUEST_KERNEL; }
+
+GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+    throw std::system_error(errno, std::generic_category(), "pipe2");
+  }
+  std::vector<std::string> argv_storage;
+  argv_storage.push_back(glassbox_binary().string());
+  argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_storage) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  start_ = std::chrono::steady_clock::now();
+  pid_ = fork();
+  if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
+  if (pid_ == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(err[1], STDERR_FILENO);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(out[1]);
+  close(err[1]);
+  out_fd_ = out[0];
+  err_fd_ = err[0];
+}
+
+GlassboxProcess::~GlassboxProcess() {
+  if (!reaped_ && pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (out_fd_ >= 0) close(out_fd_);
+  if (err_fd_ >= 0) close(err_fd_);
+}
+
+void GlassboxProcess::send_signal(int sig) {
+  if (!reaped_) kill(pid_, sig);
+}
+
+void GlassboxProcess::pump(int timeout_ms) {
+  pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+  if (poll(fds, 2, timeout_ms) <= 0) return;
+  char buf[65536];
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i].revents & (POLLIN | POLLHUP)) {
+      ssize_t n = read(fds[i].fd, buf, sizeof buf);
+      if (n > 0) (i == 0 ? result_.out : result_.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+}
+
+std::string GlassboxProcess::output_so_far() {
+  pump(0);
+  return result_.out;
+}
+
+bool GlassboxProcess::wait_for_output(const std::string& needle,
+                                      std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (result_.out.find(needle) == std::string::npos) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    int status;
+    if (!reaped_ && waitpid(pid_, &status, WNOHANG) == pid_) {
+      reaped_ = true;
+      result_.exit_status =
+          WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    pump(20);
+    if (reaped_) {
+      pump(0);
+      return result_.out.find(needle) != std::string::npos;
+    }
+  }
+  return true;
+}
+
+RunResult GlassboxProcess::wait(std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!reaped_) {
+    int status;
+    pid_t r = waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      reaped_ = true;
+      result_.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      result_.timed_out = true;
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      reaped_ = true;
+      result_.exit_status = 128 + SIGKILL;
+      break;
+    }
+    pump(20);
+  }
+  // Drain whatever is left in the pipes (the writer is gone, so reads end with EOF).
+  for (int fd : {out_fd_, err_fd_}) {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) {
+      (fd == out_fd_ ? result_.out : result_.err).append(buf, static_cast<size_t>(n));
+    }
+  }
+  result_.elapsed = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - start_);
+  return result_;
+}
+
+RunResult run_glassbox(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  GlassboxProcess p(args);
+  return p.wait(timeout);
+}
+
+}  // namespace glassbox::test

@@ -1,0 +1,56 @@
+// Runs the real `glassbox` binary as a child process, the way a user runs it, and captures its
+// serial console (stdout), its log (stderr) and its exit status. Used by every integration test.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace glassbox::test {
+
+struct RunResult {
+  std::string out;       // guest serial console
+  std::string err;       // VMM log and diagnostics
+  int exit_status = -1;  // exit code, or 128 + signal if the VMM died from a signal
+  bool timed_out = false;
+  std::chrono::milliseconds elapsed{0};
+};
+
+// Paths filled in by CMake (compile definitions), so tests run from any directory.
+std::filesystem::path glassbox_binary();
+std::filesystem::path scenario_guest(const std::string& name);  // tests/guests/NAME.elf
+std::filesystem::path guest_kernel();                           // guest/glassbox-guest.elf
+
+// Runs `glassbox ARGS...`; kills it with SIGKILL after `timeout` (timed_out = true).
+RunResult run_glassbox(const std::vector<std::string>& args,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(60));
+
+// A glassbox process started in the background (for tests that talk to it while it runs).
+class GlassboxProcess {
+ public:
+  explicit GlassboxProcess(const std::vector<std::string>& args);
+  ~GlassboxProcess();  // SIGKILL + reap if still running
+  GlassboxProcess(const GlassboxProcess&) = delete;
+  GlassboxProcess& operator=(const GlassboxProcess&) = delete;
+
+  int pid() const { return pid_; }
+  void send_signal(int sig);
+  // Waits for exit; returns the collected output. Kills it after `timeout`.
+  RunResult wait(std::chrono::milliseconds timeout = std::chrono::seconds(60));
+  // Waits until the serial output contains `needle` (true) or the timeout passes (false).
+  bool wait_for_output(const std::string& needle,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30));
+  std::string output_so_far();
+
+ private:
+  void pump(int timeout_ms);
+  int pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  RunResult result_;
+  bool reaped_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace glassbox::test

@@ -1,0 +1,166 @@
+#include "vmm/machine.h"
+
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <cctype>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "glassbox/boot/boot_info.h"
+#include "vmm/devices/power.h"
+#include "vmm/loader/elf_loader.h"
+#include "vmm/x86/boot_setup.h"
+
+namespace glassbox::vmm {
+
+namespace {
+// Placed outside RAM below 4 GiB, as Firecracker and kvmtool do (only VMX uses them).
+constexpr std::uint64_t kTssGpa = 0xfffbd000;
+constexpr std::uint64_t kIdentityMapGpa = 0xfffbc000;
+constexpr std::uint64_t kMinMemory = 2ULL << 20;
+}  // namespace
+
+std::optional<std::uint64_t> parse_size(const std::string& text) {
+  std::size_t pos = 0;
+  while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) ++pos;
+  if (pos == 0 || pos > 15) return std::nullopt;
+  std::uint64_t value = std::stoull(text.substr(0, pos));
+  std::string unit = text.substr(pos);
+  for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB") shift = 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB") shift = 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB") shift = 30;
+  else return std::nullopt;
+  if (value > (UINT64_MAX >> shift)) return std::nullopt;
+  return value << shift;
+}
+
+std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const MachineConfig& config,
+                                                                      const kvm::System& system,
+                                                                      const kvm::HostQuirks& quirks) {
+  const int max_cpus = std::min(quirks.max_vcpus, GLASSBOX_MAX_VCPUS);
+  if (config.cpus < 1 || config.cpus > max_cpus) {
+    return std::unexpected(fmt::format("--cpus {}: must be between 1 and {} on this host",
+                                       config.cpus, max_cpus));
+  }
+  auto kernel_end = elf_kernel_memory_end(config.kernel);
+  if (!kernel_end) return std::unexpected("--kernel: " + kernel_end.error());
+  const std::uint64_t needed =
+      std::max<std::uint64_t>(kMinMemory, (*kernel_end + (1 << 20) - 1) & ~((1ULL << 20) - 1));
+  if (config.memory_bytes < needed) {
+    return std::unexpected(fmt::format(
+        "--memory {} MiB is too small: the kernel needs at least {} MiB (use --memory {}M or more)",
+        config.memory_bytes >> 20, needed >> 20, needed >> 20));
+  }
+  if (config.memory_bytes > GuestMemory::kLowRamLimit) {
+    return std::unexpected(fmt::format("--memory {} MiB is too large: at most {} MiB for now",
+                                       config.memory_bytes >> 20, GuestMemory::kLowRamLimit >> 20));
+  }
+  if (config.memory_bytes % GuestMemory::kPageSize != 0) {
+    return std::unexpected("--memory: must be a multiple of 4 KiB");
+  }
+  if (config.cmdline.size() >= GLASSBOX_CMDLINE_MAX) {
+    return std::unexpected(
+        fmt::format("--cmdline: {} bytes is too long (at most {})", config.cmdline.size(),
+                    GLASSBOX_CMDLINE_MAX - 1));
+  }
+
+  auto vm = system.create_vm();
+  if (!vm) return std::unexpected(vm.error().message());
+  if (auto r = vm->set_tss_addr(kTssGpa); !r) return std::unexpected(r.error().message());
+  if (auto r = vm->set_identity_map_addr(kIdentityMapGpa); !r) {
+    spdlog::debug("{} (not needed on this host)", r.error().message());
+  }
+  if (auto r = vm->create_irqchip(); !r) return std::unexpected(r.error().message());
+
+  auto memory = GuestMemory::create(config.memory_bytes);
+  if (!memory) return std::unexpected(memory.error().message());
+  if (auto r = memory->register_slots(*vm); !r) return std::unexpected(r.error().message());
+
+  std::unique_ptr<Machine> machine(
+      new Machine(config, std::move(*vm), std::move(*memory), quirks));
+  auto supported = system.supported_cpuid();
+  if (!supported) return std::unexpected(supported.error().message());
+  machine->supported_cpuid_ = std::move(*supported);
+
+  // VMCALL is offered to the guest only where it reaches us: hardware KVM with the Xen intercept.
+  machine->boot_.cpuid_flags = GLASSBOX_CPUID_FLAG_DOORBELL;
+  if (quirks.vmcall_reaches_vmm) {
+    kvm_xen_hvm_config xen{};
+    xen.flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL;
+    if (ioctl(machine->vm_.fd(), KVM_XEN_HVM_CONFIG, &xen) == 0) {
+      machine->boot_.cpuid_flags |= GLASSBOX_CPUID_FLAG_VMCALL;
+    } else {
+      spdlog::warn("KVM_XEN_HVM_CONFIG failed; guests will use the doorbell port only");
+    }
+  }
+
+  auto loaded = load_elf_kernel(config.kernel, machine->memory_, GLASSBOX_KERNEL_MIN_GPA);
+  if (!loaded) return std::unexpected("--kernel: " + loaded.error());
+  machine->boot_.entry_gpa = loaded->entry_gpa;
+  x86::BootParameters params{.cmdline = config.cmdline,
+                             .vcpu_count = config.cpus,
+                             .cpuid_flags = machine->boot_.cpuid_flags,
+                             .tsc_khz = 0};
+  auto cr3 = x86::write_boot_structures(machine->memory_, params);
+  if (!cr3) return std::unexpected(cr3.error());
+  machine->boot_.cr3 = *cr3;
+
+  auto stop = [m = machine.get()](StopRequest r) { m->request_stop(std::move(r)); };
+  machine->serial_ = std::make_shared<Serial8250>(config.console_fd);
+  machine->doorbell_ = std::make_shared<Doorbell>();
+  machine->io_bus_.add(GLASSBOX_PORT_COM1, 8, machine->serial_);
+  machine->io_bus_.add(GLASSBOX_PORT_POWER, 4, std::make_shared<PowerOffPort>(stop));
+  machine->io_bus_.add(GLASSBOX_PORT_RESET, 1, std::make_shared<ResetControl>(stop));
+  machine->io_bus_.add(GLASSBOX_PORT_DOORBELL, 4, machine->doorbell_);
+
+  for (int i = 0; i < config.cpus; ++i) {
+    auto vcpu = machine->vm_.create_vcpu(i);
+    if (!vcpu) return std::unexpected(vcpu.error().message());
+    machine->vcpus_.push_back(std::make_unique<VcpuThread>(*machine, std::move(*vcpu)));
+  }
+  return machine;
+}
+
+Machine::Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory,
+                 const kvm::HostQuirks& quirks)
+    : config_(std::move(config)),
+      vm_(std::move(vm)),
+      memory_(std::move(memory)),
+      quirks_(quirks),
+      stop_fd_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {}
+
+Machine::~Machine() {
+  if (!stop_requested()) request_stop({StopKind::kVmmError, kVmmErrorStatus, "machine destroyed"});
+  for (auto& v : vcpus_) v->join();
+}
+
+void Machine::start() {
+  VcpuThread::install_kick_handler();
+  for (auto& v : vcpus_) v->start();
+}
+
+void Machine::request_stop(StopRequest request) {
+  {
+    std::lock_guard lock(stop_mutex_);
+    if (!stop_) stop_ = std::move(request);
+    stop_requested_.store(true, std::memory_order_release);
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);
+  for (auto& v : vcpus_) v->kick();
+}
+
+StopRequest Machine::wait_for_stop() {
+  for (auto& v : vcpus_) v->join();
+  if (serial_) serial_->flush();
+  std::lock_guard lock(stop_mutex_);
+  return stop_.value_or(StopRequest{StopKind::kVmmError, kVmmErrorStatus, "vCPUs ended"});
+}
+
+}  // namespace glassbox::vmm

@@ -1,0 +1,100 @@
+// One virtual machine: guest RAM, the buses and their devices, and one thread per vCPU.
+// Built by Machine::create() from a validated configuration; run by start() + wait_for_stop().
+#pragma once
+
+#include <linux/kvm.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <expected>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvm/host_probe.h"
+#include "kvm/system.h"
+#include "kvm/vm.h"
+#include "vmm/devices/doorbell.h"
+#include "vmm/devices/serial_8250.h"
+#include "vmm/guest_memory.h"
+#include "vmm/io_bus.h"
+#include "vmm/stop_reason.h"
+#include "vmm/vcpu_thread.h"
+
+namespace glassbox::vmm {
+
+struct MachineConfig {
+  std::filesystem::path kernel;
+  std::string cmdline;
+  int cpus = 1;
+  std::uint64_t memory_bytes = 128ULL << 20;
+  int console_fd = 1;  // the serial console goes here
+  std::string name = "glassbox";
+};
+
+// Values every vCPU starts from (see include/glassbox/boot/boot_info.h).
+struct BootState {
+  std::uint64_t entry_gpa = 0;
+  std::uint64_t cr3 = 0;
+  std::uint32_t cpuid_flags = 0;
+};
+
+class Machine {
+ public:
+  // Checks the configuration against the host and the kernel image, then builds the VM.
+  // Errors are one line that names the offending argument.
+  static std::expected<std::unique_ptr<Machine>, std::string> create(const MachineConfig& config,
+                                                                      const kvm::System& system,
+                                                                      const kvm::HostQuirks& quirks);
+  ~Machine();
+
+  void start();
+  // Blocks until a stop was requested and every vCPU thread has ended.
+  StopRequest wait_for_stop();
+  // Thread-safe; the first request decides the exit status. Kicks every vCPU.
+  void request_stop(StopRequest request);
+  bool stop_requested() const { return stop_requested_.load(std::memory_order_acquire); }
+  // Readable (eventfd) once a stop was requested, for poll()-based main loops.
+  int stop_fd() const { return stop_fd_.get(); }
+
+  GuestMemory& memory() { return memory_; }
+  Bus& io_bus() { return io_bus_; }
+  Bus& mmio_bus() { return mmio_bus_; }
+  Doorbell& doorbell() { return *doorbell_; }
+  kvm::Vm& vm() { return vm_; }
+  const kvm::HostQuirks& quirks() const { return quirks_; }
+  const BootState& boot() const { return boot_; }
+  const std::vector<kvm_cpuid_entry2>& supported_cpuid() const { return supported_cpuid_; }
+  int vcpu_count() const { return static_cast<int>(vcpus_.size()); }
+  VcpuThread& vcpu(int index) { return *vcpus_.at(static_cast<std::size_t>(index)); }
+  const MachineConfig& config() const { return config_; }
+
+ private:
+  Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory, const kvm::HostQuirks& quirks);
+
+  MachineConfig config_;
+  kvm::Vm vm_;
+  GuestMemory memory_;
+  kvm::HostQuirks quirks_;
+  BootState boot_;
+  std::vector<kvm_cpuid_entry2> supported_cpuid_;
+  Bus io_bus_{"port I/O"};
+  Bus mmio_bus_{"MMIO"};
+  std::shared_ptr<Serial8250> serial_;
+  std::shared_ptr<Doorbell> doorbell_;
+  std::vector<std::unique_ptr<VcpuThread>> vcpus_;
+
+  std::atomic<bool> stop_requested_{false};
+  std::mutex stop_mutex_;
+  std::optional<StopRequest> stop_;
+  UniqueFd stop_fd_;
+};
+
+// Parses sizes such as "256M", "1G", "512MiB", "65536" (bytes).
+std::optional<std::uint64_t> parse_size(const std::string& text);
+
+}  // namespace glassbox::vmm

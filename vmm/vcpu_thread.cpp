@@ -1,0 +1,244 @@
+#include "vmm/vcpu_thread.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "vmm/machine.h"
+#include "vmm/x86/boot_setup.h"
+#include "vmm/x86/register_dump.h"
+
+namespace glassbox::vmm {
+
+namespace {
+thread_local kvm_run* t_run = nullptr;
+
+int kick_signal() { return SIGRTMIN; }
+
+void on_kick(int) {
+  if (t_run != nullptr) t_run->immediate_exit = 1;
+}
+
+constexpr std::uint64_t kSyncRegs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS;
+}  // namespace
+
+void VcpuThread::install_kick_handler() {
+  struct sigaction sa {};
+  sa.sa_handler = on_kick;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+  sigaction(kick_signal(), &sa, nullptr);
+}
+
+VcpuThread::VcpuThread(Machine& machine, kvm::Vcpu vcpu)
+    : machine_(machine), vcpu_(std::move(vcpu)) {}
+
+VcpuThread::~VcpuThread() { join(); }
+
+void VcpuThread::start() { thread_ = std::thread([this] { thread_main(); }); }
+
+void VcpuThread::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void VcpuThread::kick() {
+  if (running_.load(std::memory_order_acquire)) {
+    pthread_kill(native_handle_.load(std::memory_order_acquire), kick_signal());
+  }
+}
+
+bool VcpuThread::configure() {
+  const int index = vcpu_.index();
+  const auto& boot = machine_.boot();
+  auto check = [&](const SysResult<void>& r) {
+    if (!r) fail(fmt::format("vCPU {} setup: {}", index, r.error().message()));
+    return r.has_value();
+  };
+  if (!check(vcpu_.set_cpuid(x86::guest_cpuid(machine_.supported_cpuid(), index,
+                                               machine_.vcpu_count(), boot.cpuid_flags)))) {
+    return false;
+  }
+  auto msrs = x86::boot_msrs();
+  if (auto r = vcpu_.set_msrs(msrs); !r || *r != msrs.size()) {
+    spdlog::debug("vCPU {}: not every boot MSR was accepted", index);
+  }
+  auto sregs = vcpu_.get_sregs();
+  if (!sregs) return check(std::unexpected(sregs.error()));
+  x86::set_boot_sregs(*sregs, boot.cr3);
+  if (!check(vcpu_.set_sregs(*sregs))) return false;
+  if (!check(vcpu_.set_regs(x86::boot_regs(boot.entry_gpa, index)))) return false;
+  if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
+  // Application processors start directly in long mode at the entry, without INIT/SIPI.
+  if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
+  if (machine_.quirks().sync_regs) vcpu_.enable_sync_regs(kSyncRegs);
+  return true;
+}
+
+void VcpuThread::thread_main() {
+  t_run = vcpu_.run();
+  native_handle_.store(pthread_self(), std::memory_order_release);
+  running_.store(true, std::memory_order_release);
+  // A stop requested before this thread existed must not be missed.
+  if (configure()) {
+    kvm_run* run = vcpu_.run();
+    while (!machine_.stop_requested()) {
+      auto outcome = vcpu_.run_once();
+      run->immediate_exit = 0;
+      if (!outcome) {
+        fail(fmt::format("vCPU {}: {}", vcpu_.index(), outcome.error().message()));
+        break;
+      }
+      if (*outcome == kvm::Vcpu::RunOutcome::kInterrupted) continue;
+      exits_.fetch_add(1, std::memory_order_relaxed);
+      if (!handle_exit()) break;
+    }
+  }
+  running_.store(false, std::memory_order_release);
+  t_run = nullptr;
+}
+
+void VcpuThread::fail(const std::string& what) {
+  const std::string dump = x86::dump_vcpu_state(vcpu_, machine_.memory());
+  spdlog::error("{}\n{}", what, dump);
+  machine_.request_stop(StopRequest{StopKind::kGuestFault, kGuestFaultStatus, what});
+}
+
+bool VcpuThread::handle_exit() {
+  kvm_run& run = *vcpu_.run();
+  switch (run.exit_reason) {
+    case KVM_EXIT_IO: handle_io(run); return true;
+    case KVM_EXIT_MMIO: handle_mmio(run); return true;
+    case KVM_EXIT_HLT:
+      // Only without an in-kernel irqchip; the next KVM_RUN halts again inside KVM.
+      return true;
+    case KVM_EXIT_INTR: return true;
+    case KVM_EXIT_SHUTDOWN:
+      fail(fmt::format("vCPU {}: the guest triple-faulted (KVM_EXIT_SHUTDOWN)", vcpu_.index()));
+      return false;
+    case KVM_EXIT_FAIL_ENTRY:
+      fail(fmt::format("vCPU {}: KVM could not enter the guest (hardware reason {:#x})",
+                       vcpu_.index(), run.fail_entry.hardware_entry_failure_reason));
+      return false;
+    case KVM_EXIT_INTERNAL_ERROR: return handle_internal_error(run);
+    case KVM_EXIT_DEBUG:
+      if (run.debug.arch.exception == 3) {
+        reinject_breakpoint(run, 1);
+        return true;
+      }
+      return true;
+    case KVM_EXIT_SYSTEM_EVENT:
+      switch (run.system_event.type) {
+        case KVM_SYSTEM_EVENT_SHUTDOWN:
+          machine_.request_stop({StopKind::kPowerOff, 0, "guest requested shutdown"});
+          return false;
+        case KVM_SYSTEM_EVENT_RESET:
+          machine_.request_stop({StopKind::kReset, 0, "guest requested a reset"});
+          return false;
+        default:
+          fail(fmt::format("vCPU {}: system event {}", vcpu_.index(), run.system_event.type));
+          return false;
+      }
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+      run.msr.error = 1;  // no MSR is claimed by the VMM yet: the guest gets #GP
+      return true;
+    case KVM_EXIT_XEN:
+      if (run.xen.type == KVM_EXIT_XEN_HCALL) {
+        machine_.doorbell().write(AccessContext{vcpu_.index()}, 0, {});
+        run.xen.u.hcall.result = 0;
+      }
+      return true;
+    default:
+      fail(fmt::format("vCPU {}: unhandled KVM exit reason {}", vcpu_.index(), run.exit_reason));
+      return false;
+  }
+}
+
+void VcpuThread::handle_io(kvm_run& run) {
+  auto* data = reinterpret_cast<std::uint8_t*>(&run) + run.io.data_offset;
+  const AccessContext ctx{vcpu_.index()};
+  for (std::uint32_t i = 0; i < run.io.count; ++i) {
+    std::span<std::uint8_t> chunk(data + i * run.io.size, run.io.size);
+    if (run.io.direction == KVM_EXIT_IO_OUT) {
+      machine_.io_bus().write(ctx, run.io.port, chunk);
+    } else {
+      machine_.io_bus().read(ctx, run.io.port, chunk);
+    }
+  }
+}
+
+void VcpuThread::handle_mmio(kvm_run& run) {
+  const AccessContext ctx{vcpu_.index()};
+  std::span<std::uint8_t> data(run.mmio.data, run.mmio.len);
+  if (run.mmio.is_write) {
+    machine_.mmio_bus().write(ctx, run.mmio.phys_addr, data);
+  } else {
+    machine_.mmio_bus().read(ctx, run.mmio.phys_addr, data);
+  }
+}
+
+bool VcpuThread::handle_internal_error(kvm_run& run) {
+  if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+      (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+    const auto* insn = run.emulation_failure.insn_bytes;
+    // KVM-PVM cannot emulate INT3 at CPL0 and hands it to us; it belongs to the guest.
+    if (insn[0] == 0xcc) {
+      reinject_breakpoint(run, 1);
+      return true;
+    }
+    if (insn[0] == 0xcd && insn[1] == 0x03) {
+      reinject_breakpoint(run, 2);
+      return true;
+    }
+  }
+  std::string bytes;
+  if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+      (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
+    for (unsigned i = 0; i < run.emulation_failure.insn_size && i < 15; ++i) {
+      bytes += fmt::format(" {:02x}", run.emulation_failure.insn_bytes[i]);
+    }
+  }
+  fail(fmt::format("vCPU {}: KVM internal error (suberror {}){}{}", vcpu_.index(),
+                   run.internal.suberror, bytes.empty() ? "" : ", instruction bytes:", bytes));
+  return false;
+}
+
+void VcpuThread::reinject_breakpoint(kvm_run& run, std::uint64_t insn_len) {
+  const bool advance = machine_.quirks().reinjection == kvm::BreakpointReinjection::kRipAfterInt3;
+  if (machine_.quirks().sync_regs) {
+    // Through the synced registers: no extra ioctl, KVM applies them at the next KVM_RUN.
+    if (advance) {
+      run.s.regs.regs.rip += insn_len;
+      run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+    }
+    auto& events = run.s.regs.events;
+    events.exception.injected = 1;
+    events.exception.nr = 3;
+    events.exception.has_error_code = 0;
+    events.exception.pending = 0;
+    events.flags = 0;
+    run.kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
+    return;
+  }
+  if (advance) {
+    auto regs = vcpu_.get_regs();
+    if (regs) {
+      regs->rip += insn_len;
+      (void)vcpu_.set_regs(*regs);
+    }
+  }
+  auto events = vcpu_.get_events();
+  if (!events) return fail("vCPU: KVM_GET_VCPU_EVENTS failed while re-injecting #BP");
+  events->exception.injected = 1;
+  events->exception.nr = 3;
+  events->exception.has_error_code = 0;
+  events->exception.pending = 0;
+  events->flags = 0;
+  if (auto r = vcpu_.set_events(*events); !r) fail("vCPU: " + r.error().message());
+}
+
+}  // namespace glassbox::vmm
