@@ -1,0 +1,194 @@
+// A KVMI session as seen from the introspection tool (spec/kvmi-v7.md §1, §5.3).
+//
+// One Session owns one connected socket and one reader thread. Requests are pipelined: submit()
+// returns at once with a PendingReply and any number can be in flight; the reader thread matches
+// replies by (id, seq) and queues events (id KVMI_EVENT) for wait_event(). All writes go out as
+// one sendmsg per whole message under one lock, so threads may share a Session freely.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "glassbox/client/error.h"
+#include "glassbox/kvmi/events.h"
+#include "glassbox/kvmi/ids.h"
+#include "glassbox/kvmi/messages.h"
+
+namespace glassbox::client {
+
+struct SessionOptions {
+  // The shared secret's bytes; the handshake answer carries their SHA-1. Without one, the answer
+  // carries zeros and only a VMM without --secret accepts it.
+  std::optional<std::vector<std::uint8_t>> secret;
+  std::chrono::milliseconds handshake_timeout{10000};
+  // How long the typed calls wait for their reply; zero waits until the reply or a close.
+  std::chrono::milliseconds reply_timeout{0};
+};
+
+// Reads a secret file's bytes for SessionOptions::secret.
+Result<std::vector<std::uint8_t>> read_secret_file(const std::filesystem::path& path);
+
+// What the VMM said about itself in its hello (§5.3).
+struct VmIdentity {
+  std::array<std::uint8_t, 16> uuid{};
+  std::int64_t start_time_ms = 0;
+  std::string name;
+  std::uint32_t hello_size = 0;  // struct_size as sent; > 96 means extensions were skipped
+};
+
+// One framed message as it came off the socket.
+struct Message {
+  kvmi::MsgHdr hdr{};
+  std::vector<std::byte> payload;
+};
+
+// A command reply whose error code was 0.
+struct Reply {
+  kvmi::MsgHdr hdr{};
+  std::vector<std::byte> payload;  // including the 8-byte kvmi_error_code
+  std::span<const std::byte> data() const {
+    return std::span(payload).subspan(sizeof(kvmi::ErrorCode));
+  }
+};
+
+struct Version {
+  std::uint32_t version = 0;
+  bool singlestep = false;  // kvmi_features.singlestep
+};
+
+// An event, with the common part decoded and the event-specific part kept as bytes.
+class ReceivedEvent {
+ public:
+  explicit ReceivedEvent(Message message);
+
+  const kvmi::MsgHdr& header() const { return message_.hdr; }
+  std::uint32_t seq() const { return message_.hdr.seq; }
+  const kvmi::Event& common() const { return common_; }
+  std::uint16_t vcpu() const { return common_.vcpu; }
+  std::uint8_t event_id() const { return common_.event; }
+  // The bytes after the common part, which starts at offset common().size (§3.2).
+  std::span<const std::byte> specific() const;
+  const std::vector<std::byte>& payload() const { return message_.payload; }
+
+  // The specific part as T, zero-filled if the VMM sent fewer bytes.
+  template <typename T>
+  T specific_as() const {
+    T value{};
+    auto bytes = specific();
+    std::memcpy(&value, bytes.data(), std::min(bytes.size(), sizeof(T)));
+    return value;
+  }
+
+ private:
+  Message message_;
+  kvmi::Event common_{};
+};
+
+namespace detail {
+class SessionCore;
+struct ReplySlot;
+}  // namespace detail
+
+// A request in flight. wait() may be called once; dropping it abandons the reply.
+class PendingReply {
+ public:
+  PendingReply(std::shared_ptr<detail::SessionCore> core, std::shared_ptr<detail::ReplySlot> slot,
+               kvmi::MsgHdr request);
+  PendingReply(PendingReply&&) noexcept;
+  PendingReply& operator=(PendingReply&&) noexcept;
+  ~PendingReply();
+
+  std::uint32_t seq() const { return request_.seq; }
+  std::uint16_t id() const { return request_.id; }
+
+  // The reply as received, whatever its error code. timeout zero: wait until reply or close.
+  Result<Message> wait_raw(std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+  // The reply with its error code checked: a negative code becomes ErrorKind::Kvmi.
+  Result<Reply> wait(std::chrono::milliseconds timeout = std::chrono::milliseconds{0});
+
+ private:
+  void abandon();
+
+  std::shared_ptr<detail::SessionCore> core_;
+  std::shared_ptr<detail::ReplySlot> slot_;
+  kvmi::MsgHdr request_{};
+};
+
+class Session {
+ public:
+  // Connects to a VMM listening on a unix socket (glassbox --introspect listen:unix:PATH) and
+  // runs the handshake.
+  static Result<std::unique_ptr<Session>> connect(const std::filesystem::path& path,
+                                                  SessionOptions options = {});
+  // Takes ownership of a connected stream socket `fd` (closed on failure too) and runs the
+  // handshake on it. Listener::accept ends here; tests use it with socketpair().
+  static Result<std::unique_ptr<Session>> adopt(int fd, SessionOptions options = {});
+
+  ~Session();
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+
+  const VmIdentity& vm() const { return vm_; }
+  const SessionOptions& options() const { return options_; }
+
+  // ---- pipelining and raw access ----
+  // Sends `id` with a fresh seq and `payload`; the reply is matched by (id, seq).
+  Result<PendingReply> submit(kvmi::MessageId id, std::span<const std::byte> payload = {});
+  // Sends `message` (header included) exactly as given and waits on the (id, seq) its header
+  // names, even when its size field lies: for conformance tests.
+  Result<PendingReply> submit_raw(std::span<const std::byte> message);
+  // Sends bytes as they are and expects nothing (truncated headers, event replies, junk).
+  Result<void> send_raw(std::span<const std::byte> bytes);
+  Result<Message> call_raw(std::span<const std::byte> message);
+
+  // ---- typed VM commands (spec §2.3) ----
+  Result<Version> get_version();
+  // Succeeds when the VMM allows the command; -KVM_EPERM when it does not, -KVM_EINVAL if unknown.
+  Result<void> check_command(std::uint16_t id);
+  Result<void> check_event(std::uint16_t id);
+  Result<std::uint32_t> get_vcpu_count();  // KVMI_VM_GET_INFO
+  Result<void> control_vm_events(kvmi::EventId event, bool enable);
+  Result<std::vector<std::byte>> read_physical(std::uint64_t gpa, std::uint64_t size);
+  Result<void> read_physical(std::uint64_t gpa, std::span<std::byte> out);
+  Result<PendingReply> submit_read_physical(std::uint64_t gpa, std::uint64_t size);
+  Result<void> write_physical(std::uint64_t gpa, std::span<const std::byte> data);
+  Result<std::uint64_t> get_max_gfn();
+
+  // ---- events ----
+  // The next queued event; timeout zero waits until one arrives or the connection closes.
+  Result<ReceivedEvent> wait_event(std::chrono::milliseconds timeout = std::chrono::milliseconds{
+                                       0});
+  std::optional<ReceivedEvent> poll_event();
+  // Answers `event` (id KVMI_EVENT_REPLY, the event's seq); `extra` is the event-specific reply.
+  Result<void> reply_event(const ReceivedEvent& event, kvmi::EventAction action,
+                           std::span<const std::byte> extra = {});
+
+  // Replies that matched no request (e.g. the VMM's error reply to a bad event reply), oldest
+  // first; the oldest are dropped beyond a bound.
+  std::vector<Message> take_unmatched();
+
+  bool is_open() const;
+  std::string close_reason() const;
+  // Shuts the socket down, fails every waiter with ErrorKind::Closed and joins the reader.
+  void close();
+
+ private:
+  Session(std::shared_ptr<detail::SessionCore> core, VmIdentity vm, SessionOptions options);
+  Result<Reply> call(kvmi::MessageId id, std::span<const std::byte> payload, std::size_t min_data);
+
+  std::shared_ptr<detail::SessionCore> core_;
+  VmIdentity vm_;
+  SessionOptions options_;
+};
+
+}  // namespace glassbox::client
