@@ -16,19 +16,26 @@ namespace glassbox::kvm {
 
 const char* to_string(Backend backend) {
   switch (backend) {
-    case Backend::kIntelVmx: return "hardware (Intel VMX)";
-    case Backend::kAmdSvm: return "hardware (AMD SVM)";
-    case Backend::kPvm: return "KVM-PVM (software, CPL0 emulated)";
-    case Backend::kUnknown: break;
+    case Backend::kIntelVmx:
+      return "hardware (Intel VMX)";
+    case Backend::kAmdSvm:
+      return "hardware (AMD SVM)";
+    case Backend::kPvm:
+      return "KVM-PVM (software, CPL0 emulated)";
+    case Backend::kUnknown:
+      break;
   }
   return "unknown";
 }
 
 const char* to_string(BreakpointExit exit) {
   switch (exit) {
-    case BreakpointExit::kDebugExit: return "KVM_EXIT_DEBUG";
-    case BreakpointExit::kEmulationFailure: return "emulation failure with 0xCC";
-    case BreakpointExit::kNoExit: return "no exit (delivered to the guest)";
+    case BreakpointExit::kDebugExit:
+      return "KVM_EXIT_DEBUG";
+    case BreakpointExit::kEmulationFailure:
+      return "emulation failure with 0xCC";
+    case BreakpointExit::kNoExit:
+      return "no exit (delivered to the guest)";
   }
   return "?";
 }
@@ -45,7 +52,8 @@ std::string HostQuirks::describe() const {
     << "#BP re-injection: " << to_string(reinjection) << "\n"
     << "VMCALL reaches the VMM: " << (vmcall_reaches_vmm ? "yes" : "no (doorbell port only)")
     << "\n"
-    << "sync regs: " << (sync_regs ? "yes" : "no") << ", MSR filter: " << (msr_filter ? "yes" : "no")
+    << "sync regs: " << (sync_regs ? "yes" : "no")
+    << ", MSR filter: " << (msr_filter ? "yes" : "no")
     << ", exception payload: " << (exception_payload ? "yes" : "no")
     << ", exit on emulation failure: " << (exit_on_emulation_failure ? "yes" : "no") << "\n"
     << "max vCPUs per VM: " << max_vcpus << "\n";
@@ -103,8 +111,8 @@ struct ProbeResult {
 SysResult<ProbeResult> probe_breakpoints(const System& system) {
   auto vm = system.create_vm();
   if (!vm) return std::unexpected(vm.error());
-  void* raw = mmap(nullptr, kScratchSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+  void* raw =
+      mmap(nullptr, kScratchSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) return sys_error("mmap scratch guest memory");
   std::unique_ptr<std::uint8_t, Munmap> mem(static_cast<std::uint8_t*>(raw), Munmap{kScratchSize});
   std::span<std::uint8_t> memory(mem.get(), kScratchSize);
@@ -119,10 +127,10 @@ SysResult<ProbeResult> probe_breakpoints(const System& system) {
   long_mode::write_gdt(memory.subspan(0x6000, 24));
   memory[kCode] = 0xcc;  // int3
   const std::uint8_t handler[] = {
-      0x48, 0x8b, 0x04, 0x24,  // mov (%rsp), %rax   ; saved RIP of the #BP frame
-      0xe7, kReportPort,       // out %eax, $0xe0
-      0xf4,                    // hlt
-      0xeb, 0xfd,              // jmp .-1
+      0x48, 0x8b,        0x04, 0x24,  // mov (%rsp), %rax   ; saved RIP of the #BP frame
+      0xe7, kReportPort,              // out %eax, $0xe0
+      0xf4,                           // hlt
+      0xeb, 0xfd,                     // jmp .-1
   };
   std::memcpy(memory.data() + kHandler, handler, sizeof handler);
   std::uint8_t gate[16] = {};
@@ -176,8 +184,7 @@ SysResult<ProbeResult> probe_breakpoints(const System& system) {
     result.reinjection = BreakpointReinjection::kRipAtInt3;
     return result;
   } else {
-    return sys_error("host probe: unexpected exit " + std::to_string(*exit) + " for INT3",
-                     EPROTO);
+    return sys_error("host probe: unexpected exit " + std::to_string(*exit) + " for INT3", EPROTO);
   }
 
   // Hand the #BP to the guest with RIP left at the INT3 and see which return address its
@@ -210,8 +217,8 @@ SysResult<ProbeResult> probe_breakpoints(const System& system) {
 SysResult<HostQuirks> probe_host(const System& system) {
   HostQuirks q;
   q.backend = detect_backend();
-  q.sync_regs = (system.check_extension(KVM_CAP_SYNC_REGS) & (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS |
-                                                               KVM_SYNC_X86_EVENTS)) != 0;
+  q.sync_regs = (system.check_extension(KVM_CAP_SYNC_REGS) &
+                 (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)) != 0;
   q.msr_filter = system.check_extension(KVM_CAP_X86_MSR_FILTER) != 0;
   q.exception_payload = system.check_extension(KVM_CAP_EXCEPTION_PAYLOAD) != 0;
   q.exit_on_emulation_failure = system.check_extension(KVM_CAP_EXIT_ON_EMULATION_FAILURE) != 0;

@@ -87,7 +87,8 @@ std::uint64_t write_identity_page_tables(std::span<std::uint8_t> memory, std::ui
   }
   // The first 2 MiB through 4 KiB pages, page 0 not present.
   put64(memory, pd0, pt | kPresent | kWritable);
-  for (std::uint64_t i = 1; i < 512; ++i) put64(memory, pt + i * 8, (i << 12) | kPresent | kWritable);
+  for (std::uint64_t i = 1; i < 512; ++i)
+    put64(memory, pt + i * 8, (i << 12) | kPresent | kWritable);
   return pml4;
 }
 

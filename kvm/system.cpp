@@ -34,7 +34,8 @@ SysResult<std::vector<kvm_cpuid_entry2>> System::supported_cpuid() const {
     if (ioctl(fd_.get(), flex::kGetSupportedCpuid, buf.data()) == 0) {
       std::memcpy(&header, buf.data(), sizeof header);
       std::vector<kvm_cpuid_entry2> entries(header.count);
-      std::memcpy(entries.data(), buf.data() + sizeof header, header.count * sizeof(kvm_cpuid_entry2));
+      std::memcpy(entries.data(), buf.data() + sizeof header,
+                  header.count * sizeof(kvm_cpuid_entry2));
       return entries;
     }
     if (errno != E2BIG) return sys_error("KVM_GET_SUPPORTED_CPUID");

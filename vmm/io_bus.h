@@ -22,7 +22,8 @@ class Device {
   virtual ~Device() = default;
   virtual std::string name() const = 0;
   // `offset` is relative to the base the device was registered at.
-  virtual void read(const AccessContext& ctx, std::uint64_t offset, std::span<std::uint8_t> data) = 0;
+  virtual void read(const AccessContext& ctx, std::uint64_t offset,
+                    std::span<std::uint8_t> data) = 0;
   virtual void write(const AccessContext& ctx, std::uint64_t offset,
                      std::span<const std::uint8_t> data) = 0;
 };

@@ -31,22 +31,26 @@ std::optional<std::uint64_t> parse_size(const std::string& text) {
   std::string unit = text.substr(pos);
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   int shift = 0;
-  if (unit.empty() || unit == "B") shift = 0;
-  else if (unit == "K" || unit == "KB" || unit == "KIB") shift = 10;
-  else if (unit == "M" || unit == "MB" || unit == "MIB") shift = 20;
-  else if (unit == "G" || unit == "GB" || unit == "GIB") shift = 30;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    shift = 0;
+  else if (unit == "K" || unit == "KB" || unit == "KIB")
+    shift = 10;
+  else if (unit == "M" || unit == "MB" || unit == "MIB")
+    shift = 20;
+  else if (unit == "G" || unit == "GB" || unit == "GIB")
+    shift = 30;
+  else
+    return std::nullopt;
   if (value > (UINT64_MAX >> shift)) return std::nullopt;
   return value << shift;
 }
 
-std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const MachineConfig& config,
-                                                                      const kvm::System& system,
-                                                                      const kvm::HostQuirks& quirks) {
+std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
+    const MachineConfig& config, const kvm::System& system, const kvm::HostQuirks& quirks) {
   const int max_cpus = std::min(quirks.max_vcpus, GLASSBOX_MAX_VCPUS);
   if (config.cpus < 1 || config.cpus > max_cpus) {
-    return std::unexpected(fmt::format("--cpus {}: must be between 1 and {} on this host",
-                                       config.cpus, max_cpus));
+    return std::unexpected(
+        fmt::format("--cpus {}: must be between 1 and {} on this host", config.cpus, max_cpus));
   }
   auto kernel_end = elf_kernel_memory_end(config.kernel);
   if (!kernel_end) return std::unexpected("--kernel: " + kernel_end.error());
@@ -65,9 +69,8 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
     return std::unexpected("--memory: must be a multiple of 4 KiB");
   }
   if (config.cmdline.size() >= GLASSBOX_CMDLINE_MAX) {
-    return std::unexpected(
-        fmt::format("--cmdline: {} bytes is too long (at most {})", config.cmdline.size(),
-                    GLASSBOX_CMDLINE_MAX - 1));
+    return std::unexpected(fmt::format("--cmdline: {} bytes is too long (at most {})",
+                                       config.cmdline.size(), GLASSBOX_CMDLINE_MAX - 1));
   }
 
   auto vm = system.create_vm();
@@ -82,8 +85,7 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
   if (!memory) return std::unexpected(memory.error().message());
   if (auto r = memory->register_slots(*vm); !r) return std::unexpected(r.error().message());
 
-  std::unique_ptr<Machine> machine(
-      new Machine(config, std::move(*vm), std::move(*memory), quirks));
+  std::unique_ptr<Machine> machine(new Machine(config, std::move(*vm), std::move(*memory), quirks));
   auto supported = system.supported_cpuid();
   if (!supported) return std::unexpected(supported.error().message());
   machine->supported_cpuid_ = std::move(*supported);
@@ -103,13 +105,6 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
   auto loaded = load_elf_kernel(config.kernel, machine->memory_, GLASSBOX_KERNEL_MIN_GPA);
   if (!loaded) return std::unexpected("--kernel: " + loaded.error());
   machine->boot_.entry_gpa = loaded->entry_gpa;
-  x86::BootParameters params{.cmdline = config.cmdline,
-                             .vcpu_count = config.cpus,
-                             .cpuid_flags = machine->boot_.cpuid_flags,
-                             .tsc_khz = 0};
-  auto cr3 = x86::write_boot_structures(machine->memory_, params);
-  if (!cr3) return std::unexpected(cr3.error());
-  machine->boot_.cr3 = *cr3;
 
   auto stop = [m = machine.get()](StopRequest r) { m->request_stop(std::move(r)); };
   machine->serial_ = std::make_shared<Serial8250>(config.console_fd);
@@ -119,11 +114,24 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(const Machi
   machine->io_bus_.add(GLASSBOX_PORT_RESET, 1, std::make_shared<ResetControl>(stop));
   machine->io_bus_.add(GLASSBOX_PORT_DOORBELL, 4, machine->doorbell_);
 
+  std::uint64_t tsc_khz = 0;
   for (int i = 0; i < config.cpus; ++i) {
     auto vcpu = machine->vm_.create_vcpu(i);
     if (!vcpu) return std::unexpected(vcpu.error().message());
+    // The guest wants the TSC rate in its boot info before any vCPU runs, so this one ioctl is
+    // issued here, before the vCPU's thread exists (nothing else can touch the vCPU yet).
+    if (i == 0) {
+      if (auto khz = vcpu->get_tsc_khz()) tsc_khz = *khz;
+    }
     machine->vcpus_.push_back(std::make_unique<VcpuThread>(*machine, std::move(*vcpu)));
   }
+  x86::BootParameters params{.cmdline = config.cmdline,
+                             .vcpu_count = config.cpus,
+                             .cpuid_flags = machine->boot_.cpuid_flags,
+                             .tsc_khz = tsc_khz};
+  auto cr3 = x86::write_boot_structures(machine->memory_, params);
+  if (!cr3) return std::unexpected(cr3.error());
+  machine->boot_.cr3 = *cr3;
   return machine;
 }
 

@@ -48,8 +48,8 @@ class Machine {
   // Checks the configuration against the host and the kernel image, then builds the VM.
   // Errors are one line that names the offending argument.
   static std::expected<std::unique_ptr<Machine>, std::string> create(const MachineConfig& config,
-                                                                      const kvm::System& system,
-                                                                      const kvm::HostQuirks& quirks);
+                                                                     const kvm::System& system,
+                                                                     const kvm::HostQuirks& quirks);
   ~Machine();
 
   void start();

@@ -17,7 +17,9 @@ namespace glassbox::vmm {
 namespace {
 thread_local kvm_run* t_run = nullptr;
 
-int kick_signal() { return SIGRTMIN; }
+int kick_signal() {
+  return SIGRTMIN;
+}
 
 void on_kick(int) {
   if (t_run != nullptr) t_run->immediate_exit = 1;
@@ -37,9 +39,13 @@ void VcpuThread::install_kick_handler() {
 VcpuThread::VcpuThread(Machine& machine, kvm::Vcpu vcpu)
     : machine_(machine), vcpu_(std::move(vcpu)) {}
 
-VcpuThread::~VcpuThread() { join(); }
+VcpuThread::~VcpuThread() {
+  join();
+}
 
-void VcpuThread::start() { thread_ = std::thread([this] { thread_main(); }); }
+void VcpuThread::start() {
+  thread_ = std::thread([this] { thread_main(); });
+}
 
 void VcpuThread::join() {
   if (thread_.joinable()) thread_.join();
@@ -59,7 +65,7 @@ bool VcpuThread::configure() {
     return r.has_value();
   };
   if (!check(vcpu_.set_cpuid(x86::guest_cpuid(machine_.supported_cpuid(), index,
-                                               machine_.vcpu_count(), boot.cpuid_flags)))) {
+                                              machine_.vcpu_count(), boot.cpuid_flags)))) {
     return false;
   }
   auto msrs = x86::boot_msrs();
@@ -110,12 +116,17 @@ void VcpuThread::fail(const std::string& what) {
 bool VcpuThread::handle_exit() {
   kvm_run& run = *vcpu_.run();
   switch (run.exit_reason) {
-    case KVM_EXIT_IO: handle_io(run); return true;
-    case KVM_EXIT_MMIO: handle_mmio(run); return true;
+    case KVM_EXIT_IO:
+      handle_io(run);
+      return true;
+    case KVM_EXIT_MMIO:
+      handle_mmio(run);
+      return true;
     case KVM_EXIT_HLT:
       // Only without an in-kernel irqchip; the next KVM_RUN halts again inside KVM.
       return true;
-    case KVM_EXIT_INTR: return true;
+    case KVM_EXIT_INTR:
+      return true;
     case KVM_EXIT_SHUTDOWN:
       fail(fmt::format("vCPU {}: the guest triple-faulted (KVM_EXIT_SHUTDOWN)", vcpu_.index()));
       return false;
@@ -123,7 +134,8 @@ bool VcpuThread::handle_exit() {
       fail(fmt::format("vCPU {}: KVM could not enter the guest (hardware reason {:#x})",
                        vcpu_.index(), run.fail_entry.hardware_entry_failure_reason));
       return false;
-    case KVM_EXIT_INTERNAL_ERROR: return handle_internal_error(run);
+    case KVM_EXIT_INTERNAL_ERROR:
+      return handle_internal_error(run);
     case KVM_EXIT_DEBUG:
       if (run.debug.arch.exception == 3) {
         reinject_breakpoint(run, 1);

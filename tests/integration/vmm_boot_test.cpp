@@ -52,8 +52,7 @@ TEST_P(ScenarioGuest, Int3AtCpl0ReachesTheGuestHandlerWithTheRightReturnAddress)
 
 TEST_P(ScenarioGuest, WrmsrTakesEffectAndUnknownMsrRaisesGp) {
   auto r = boot("wrmsr", GetParam());
-  EXPECT_EQ(r.out,
-            "lstar reads back 0xffffffff81234567\n#GP on unknown MSR handled\nwrmsr done\n");
+  EXPECT_EQ(r.out, "lstar reads back 0xffffffff81234567\n#GP on unknown MSR handled\nwrmsr done\n");
   EXPECT_EQ(r.exit_status, 0) << r.err;
 }
 
@@ -64,8 +63,7 @@ TEST_P(ScenarioGuest, EveryVcpuComesOnlineWithItsIndex) {
   for (int i = 0; i < cpus; ++i) {
     EXPECT_NE(r.out.find("vcpu " + std::to_string(i) + " online\n"), std::string::npos) << r.out;
   }
-  EXPECT_NE(r.out.find("vcpus: " + std::to_string(cpus) + " online\n"), std::string::npos)
-      << r.out;
+  EXPECT_NE(r.out.find("vcpus: " + std::to_string(cpus) + " online\n"), std::string::npos) << r.out;
 }
 
 TEST_P(ScenarioGuest, TripleFaultStopsTheVmWithADiagnostic) {
@@ -93,8 +91,8 @@ TEST(GlassboxRun, SigtermStopsARunningVmCleanly) {
 }
 
 TEST(GlassboxRun, SigintStopsARunningVmCleanly) {
-  GlassboxProcess p({"run", "--kernel", scenario_guest("io_loop").string(), "--cmdline",
-                     "100000000"});
+  GlassboxProcess p(
+      {"run", "--kernel", scenario_guest("io_loop").string(), "--cmdline", "100000000"});
   usleep(300 * 1000);
   p.send_signal(SIGINT);
   auto r = p.wait(std::chrono::seconds(10));
@@ -138,15 +136,22 @@ INSTANTIATE_TEST_SUITE_P(
         BadArgs{"MissingKernelFile", {"run", "--kernel", "/nonexistent/kernel.elf"}, "--kernel"},
         BadArgs{"NotAnElf", {"run", "--kernel", not_an_elf()}, "not an ELF"},
         BadArgs{"Elf32", {"run", "--kernel", elf32()}, "32-bit"},
-        BadArgs{"MemoryTooSmall", {"run", "--kernel", scenario_guest("hello").string(), "--memory", "1M"},
+        BadArgs{"MemoryTooSmall",
+                {"run", "--kernel", scenario_guest("hello").string(), "--memory", "1M"},
                 "--memory"},
-        BadArgs{"MemoryNotASize", {"run", "--kernel", scenario_guest("hello").string(), "--memory", "lots"},
+        BadArgs{"MemoryNotASize",
+                {"run", "--kernel", scenario_guest("hello").string(), "--memory", "lots"},
                 "--memory"},
-        BadArgs{"ZeroCpus", {"run", "--kernel", scenario_guest("hello").string(), "--cpus", "0"}, "--cpus"},
-        BadArgs{"TooManyCpus", {"run", "--kernel", scenario_guest("hello").string(), "--cpus", "100000"},
+        BadArgs{"ZeroCpus",
+                {"run", "--kernel", scenario_guest("hello").string(), "--cpus", "0"},
+                "--cpus"},
+        BadArgs{"TooManyCpus",
+                {"run", "--kernel", scenario_guest("hello").string(), "--cpus", "100000"},
                 "--cpus"},
         BadArgs{"NoKernel", {"run"}, "--kernel"},
-        BadArgs{"UnknownOption", {"run", "--kernel", scenario_guest("hello").string(), "--bogus"}, "--bogus"}),
+        BadArgs{"UnknownOption",
+                {"run", "--kernel", scenario_guest("hello").string(), "--bogus"},
+                "--bogus"}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace

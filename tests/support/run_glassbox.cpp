@@ -12,11 +12,15 @@
 
 namespace glassbox::test {
 
-std::filesystem::path glassbox_binary() { return GLASSBOX_BINARY; }
+std::filesystem::path glassbox_binary() {
+  return GLASSBOX_BINARY;
+}
 std::filesystem::path scenario_guest(const std::string& name) {
   return std::filesystem::path(GLASSBOX_SCENARIO_DIR) / (name + ".elf");
 }
-std::filesystem::path guest_kernel() { return GLASSBOX_GUEST_KERNEL; }
+std::filesystem::path guest_kernel() {
+  return GLASSBOX_GUEST_KERNEL;
+}
 
 GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args) {
   int out[2], err[2];
@@ -85,8 +89,7 @@ bool GlassboxProcess::wait_for_output(const std::string& needle,
     int status;
     if (!reaped_ && waitpid(pid_, &status, WNOHANG) == pid_) {
       reaped_ = true;
-      result_.exit_status =
-          WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      result_.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
     }
     pump(20);
     if (reaped_) {

@@ -86,9 +86,9 @@ TEST_F(SerialFixture, AnswersTheRegistersALinuxDriverProbes) {
   out(uart, 1, 0x00);
   EXPECT_EQ(in(uart, 0), 0x01);  // divisor latch
   out(uart, 3, 0x03);
-  out(uart, 4, 0x1f);            // loopback with all outputs
+  out(uart, 4, 0x1f);  // loopback with all outputs
   EXPECT_EQ(in(uart, 6) & 0xf0, 0xf0);
-  out(uart, 0, 'x');             // looped back, not transmitted
+  out(uart, 0, 'x');  // looped back, not transmitted
   EXPECT_EQ(in(uart, 5) & 1, 1);
   EXPECT_EQ(in(uart, 0), 'x');
   out(uart, 4, 0x08);
@@ -116,7 +116,7 @@ TEST(PageWalk, FollowsFourLevelTablesWithPermissions) {
   EXPECT_FALSE(t->writable);
   EXPECT_TRUE(t->user);
   EXPECT_FALSE(t->executable);
-  EXPECT_FALSE(x86::translate(*mem, 0x1000, gva + 0x1000));       // PTE not present
+  EXPECT_FALSE(x86::translate(*mem, 0x1000, gva + 0x1000));        // PTE not present
   EXPECT_FALSE(x86::translate(*mem, 0x1000, 0x0000800000000000));  // not canonical
   // A 2 MiB page at the PD level.
   put(0x3000 + ((i2 + 1) & 511) * 8, 0x200000 | 0x83);

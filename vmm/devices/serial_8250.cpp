@@ -17,7 +17,9 @@ constexpr std::uint8_t kIirNoInterrupt = 0x01, kIirFifoEnabled = 0xc0;
 constexpr std::size_t kMaxLine = 4096;
 }  // namespace
 
-Serial8250::~Serial8250() { flush(); }
+Serial8250::~Serial8250() {
+  flush();
+}
 
 void Serial8250::read(const AccessContext&, std::uint64_t offset, std::span<std::uint8_t> data) {
   std::lock_guard lock(mutex_);
@@ -41,10 +43,14 @@ std::uint8_t Serial8250::read_register(std::uint64_t offset) {
         return loopback_rx_;
       }
       return 0;
-    case kIer: return dlab ? dlm_ : ier_;
-    case kIirFcr: return static_cast<std::uint8_t>(kIirNoInterrupt | ((fcr_ & 1) ? kIirFifoEnabled : 0));
-    case kLcr: return lcr_;
-    case kMcr: return mcr_;
+    case kIer:
+      return dlab ? dlm_ : ier_;
+    case kIirFcr:
+      return static_cast<std::uint8_t>(kIirNoInterrupt | ((fcr_ & 1) ? kIirFifoEnabled : 0));
+    case kLcr:
+      return lcr_;
+    case kMcr:
+      return mcr_;
     case kLsr:
       return static_cast<std::uint8_t>(kLsrThrEmpty | kLsrTxEmpty |
                                        (loopback_rx_full_ ? kLsrDataReady : 0));
@@ -56,8 +62,10 @@ std::uint8_t Serial8250::read_register(std::uint64_t offset) {
                                          ((m & 0x08) << 4));
       }
       return 0xb0;  // DCD, DSR, CTS asserted: a terminal is attached
-    case kScr: return scr_;
-    default: return 0xff;
+    case kScr:
+      return scr_;
+    default:
+      return 0xff;
   }
 }
 
@@ -75,14 +83,25 @@ void Serial8250::write_register(std::uint64_t offset, std::uint8_t value) {
       }
       break;
     case kIer:
-      if (dlab) dlm_ = value;
-      else ier_ = value & 0x0f;
+      if (dlab)
+        dlm_ = value;
+      else
+        ier_ = value & 0x0f;
       break;
-    case kIirFcr: fcr_ = value; break;
-    case kLcr: lcr_ = value; break;
-    case kMcr: mcr_ = value & 0x1f; break;
-    case kScr: scr_ = value; break;
-    default: break;  // LSR and MSR are read-only
+    case kIirFcr:
+      fcr_ = value;
+      break;
+    case kLcr:
+      lcr_ = value;
+      break;
+    case kMcr:
+      mcr_ = value & 0x1f;
+      break;
+    case kScr:
+      scr_ = value;
+      break;
+    default:
+      break;  // LSR and MSR are read-only
   }
 }
 

@@ -28,8 +28,8 @@ std::expected<ElfImage, std::string> read_elf(const std::filesystem::path& path)
     return std::unexpected(fmt::format("{} is not an ELF file", path.string()));
   }
   if (bytes[EI_CLASS] != ELFCLASS64) {
-    return std::unexpected(
-        fmt::format("{} is a 32-bit ELF; glassbox boots 64-bit (ELF64) x86-64 kernels", path.string()));
+    return std::unexpected(fmt::format(
+        "{} is a 32-bit ELF; glassbox boots 64-bit (ELF64) x86-64 kernels", path.string()));
   }
   if (bytes.size() < sizeof(Elf64_Ehdr)) {
     return std::unexpected(fmt::format("{} is truncated (no complete ELF header)", path.string()));
@@ -54,8 +54,8 @@ std::expected<ElfImage, std::string> read_elf(const std::filesystem::path& path)
     if (ph.p_type != PT_LOAD || ph.p_memsz == 0) continue;
     if (ph.p_filesz > ph.p_memsz || ph.p_offset + ph.p_filesz > bytes.size() ||
         ph.p_paddr + ph.p_memsz < ph.p_paddr) {
-      return std::unexpected(
-          fmt::format("{}: segment {} is corrupt (sizes or offsets out of range)", path.string(), i));
+      return std::unexpected(fmt::format(
+          "{}: segment {} is corrupt (sizes or offsets out of range)", path.string(), i));
     }
     image.loads.push_back(ph);
   }

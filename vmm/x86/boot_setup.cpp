@@ -53,8 +53,8 @@ std::expected<std::uint64_t, std::string> write_boot_structures(GuestMemory& mem
   return cr3;
 }
 
-std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported,
-                                          int index, int count, std::uint32_t cpuid_flags) {
+std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported, int index,
+                                          int count, std::uint32_t cpuid_flags) {
   std::vector<kvm_cpuid_entry2> entries;
   entries.reserve(supported.size() + 2);
   const auto apic_id = static_cast<std::uint32_t>(index);
@@ -65,14 +65,15 @@ std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& s
       case 1:
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) |
                 (static_cast<std::uint32_t>(std::min(count, 255)) << 16);
-        e.ecx |= 1u << 31;  // running under a hypervisor
+        e.ecx |= 1u << 31;                 // running under a hypervisor
         if (count > 1) e.edx |= 1u << 28;  // HTT: more than one logical processor
         break;
       case 0xb:
       case 0x1f:
         e.edx = apic_id;  // x2APIC id of this vCPU
         break;
-      default: break;
+      default:
+        break;
     }
     entries.push_back(e);
   }
@@ -105,8 +106,8 @@ kvm_regs boot_regs(std::uint64_t entry_gpa, int index) {
   regs.rip = entry_gpa;
   regs.rdi = GLASSBOX_BOOT_INFO_GPA;
   regs.rsi = static_cast<std::uint64_t>(index);
-  regs.rsp = GLASSBOX_BOOT_STACKS_GPA + (static_cast<std::uint64_t>(index) + 1) *
-                                            GLASSBOX_BOOT_STACK_SIZE;
+  regs.rsp =
+      GLASSBOX_BOOT_STACKS_GPA + (static_cast<std::uint64_t>(index) + 1) * GLASSBOX_BOOT_STACK_SIZE;
   regs.rflags = 0x2;
   return regs;
 }

@@ -29,8 +29,8 @@ std::expected<std::uint64_t, std::string> write_boot_structures(GuestMemory& mem
 
 // The host's supported CPUID adjusted for vCPU `index` of `count`: APIC ids, the hypervisor bit,
 // topology leaves, and glassbox's hypervisor leaves replacing KVM's.
-std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported,
-                                          int index, int count, std::uint32_t cpuid_flags);
+std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported, int index,
+                                          int count, std::uint32_t cpuid_flags);
 
 // MSR values every vCPU starts with (default write-back memory type, fast strings).
 std::vector<kvm_msr_entry> boot_msrs();

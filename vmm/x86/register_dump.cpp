@@ -8,8 +8,9 @@ namespace glassbox::vmm::x86 {
 
 namespace {
 std::string segment(const char* name, const kvm_segment& s) {
-  return fmt::format("{:<3} sel={:#06x} base={:#018x} limit={:#010x} type={:#x} dpl={} p={} l={} db={}\n",
-                     name, s.selector, s.base, s.limit, s.type, s.dpl, s.present, s.l, s.db);
+  return fmt::format(
+      "{:<3} sel={:#06x} base={:#018x} limit={:#010x} type={:#x} dpl={} p={} l={} db={}\n", name,
+      s.selector, s.base, s.limit, s.type, s.dpl, s.present, s.l, s.db);
 }
 }  // namespace
 
