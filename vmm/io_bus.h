@@ -12,9 +12,13 @@
 
 namespace glassbox::vmm {
 
-// Identifies the vCPU that performs an access (devices such as the doorbell need it).
+class VcpuThread;
+
+// Identifies the vCPU that performs an access (devices such as the doorbell need it). `vcpu` is
+// the calling vCPU thread (null in unit tests); device code runs on that thread.
 struct AccessContext {
   int vcpu_index = 0;
+  VcpuThread* vcpu = nullptr;
 };
 
 class Device {

@@ -47,6 +47,10 @@ std::optional<std::uint64_t> parse_size(const std::string& text) {
 
 std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     const MachineConfig& config, const kvm::System& system, const kvm::HostQuirks& quirks) {
+  if (!quirks.sync_regs) {
+    return std::unexpected(
+        "this host's KVM lacks KVM_CAP_SYNC_REGS (Linux 4.15 or newer has it); glassbox needs it");
+  }
   const int max_cpus = std::min(quirks.max_vcpus, GLASSBOX_MAX_VCPUS);
   if (config.cpus < 1 || config.cpus > max_cpus) {
     return std::unexpected(

@@ -52,9 +52,64 @@ void VcpuThread::join() {
 }
 
 void VcpuThread::kick() {
+  {
+    // Taking the lock orders this wake-up with a waiter that is about to block.
+    std::lock_guard lock(work_mutex_);
+  }
+  work_cv_.notify_all();
   if (running_.load(std::memory_order_acquire)) {
     pthread_kill(native_handle_.load(std::memory_order_acquire), kick_signal());
   }
+}
+
+void VcpuThread::post(Work work) {
+  {
+    std::lock_guard lock(work_mutex_);
+    work_.push_back(std::move(work));
+    work_pending_.store(true, std::memory_order_release);
+  }
+  kick();
+}
+
+void VcpuThread::run_posted_work() {
+  for (;;) {
+    Work job;
+    {
+      std::lock_guard lock(work_mutex_);
+      if (work_.empty()) {
+        work_pending_.store(false, std::memory_order_release);
+        return;
+      }
+      job = std::move(work_.front());
+      work_.pop_front();
+    }
+    job(*this);
+  }
+}
+
+bool VcpuThread::run_work_until(const std::function<bool()>& done) {
+  for (;;) {
+    run_posted_work();
+    if (done()) return true;
+    if (machine_.stop_requested()) return false;
+    std::unique_lock lock(work_mutex_);
+    work_cv_.wait(lock, [&] { return !work_.empty() || machine_.stop_requested(); });
+  }
+}
+
+kvm_regs& VcpuThread::mutable_regs() {
+  vcpu_.run()->kvm_dirty_regs |= KVM_SYNC_X86_REGS;
+  return vcpu_.run()->s.regs.regs;
+}
+
+kvm_sregs& VcpuThread::mutable_sregs() {
+  vcpu_.run()->kvm_dirty_regs |= KVM_SYNC_X86_SREGS;
+  return vcpu_.run()->s.regs.sregs;
+}
+
+kvm_vcpu_events& VcpuThread::mutable_events() {
+  vcpu_.run()->kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
+  return vcpu_.run()->s.regs.events;
 }
 
 bool VcpuThread::configure() {
@@ -80,7 +135,18 @@ bool VcpuThread::configure() {
   if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
   // Application processors start directly in long mode at the entry, without INIT/SIPI.
   if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
-  if (machine_.quirks().sync_regs) vcpu_.enable_sync_regs(kSyncRegs);
+  vcpu_.enable_sync_regs(kSyncRegs);
+  // Jobs may read the synced registers before the first exit has filled them in.
+  auto regs = vcpu_.get_regs();
+  auto current_sregs = vcpu_.get_sregs();
+  auto events = vcpu_.get_events();
+  if (!regs || !current_sregs || !events) {
+    fail(fmt::format("vCPU {} setup: reading back the initial state failed", index));
+    return false;
+  }
+  vcpu_.run()->s.regs.regs = *regs;
+  vcpu_.run()->s.regs.sregs = *current_sregs;
+  vcpu_.run()->s.regs.events = *events;
   return true;
 }
 
@@ -92,6 +158,10 @@ void VcpuThread::thread_main() {
   if (configure()) {
     kvm_run* run = vcpu_.run();
     while (!machine_.stop_requested()) {
+      if (work_pending_.load(std::memory_order_acquire)) {
+        run_posted_work();
+        if (machine_.stop_requested()) break;
+      }
       auto outcome = vcpu_.run_once();
       run->immediate_exit = 0;
       if (!outcome) {
@@ -160,7 +230,7 @@ bool VcpuThread::handle_exit() {
       return true;
     case KVM_EXIT_XEN:
       if (run.xen.type == KVM_EXIT_XEN_HCALL) {
-        machine_.doorbell().write(AccessContext{vcpu_.index()}, 0, {});
+        machine_.doorbell().write(AccessContext{vcpu_.index(), this}, 0, {});
         run.xen.u.hcall.result = 0;
       }
       return true;
@@ -172,7 +242,7 @@ bool VcpuThread::handle_exit() {
 
 void VcpuThread::handle_io(kvm_run& run) {
   auto* data = reinterpret_cast<std::uint8_t*>(&run) + run.io.data_offset;
-  const AccessContext ctx{vcpu_.index()};
+  const AccessContext ctx{vcpu_.index(), this};
   for (std::uint32_t i = 0; i < run.io.count; ++i) {
     std::span<std::uint8_t> chunk(data + i * run.io.size, run.io.size);
     if (run.io.direction == KVM_EXIT_IO_OUT) {
@@ -184,7 +254,7 @@ void VcpuThread::handle_io(kvm_run& run) {
 }
 
 void VcpuThread::handle_mmio(kvm_run& run) {
-  const AccessContext ctx{vcpu_.index()};
+  const AccessContext ctx{vcpu_.index(), this};
   std::span<std::uint8_t> data(run.mmio.data, run.mmio.len);
   if (run.mmio.is_write) {
     machine_.mmio_bus().write(ctx, run.mmio.phys_addr, data);
@@ -220,37 +290,17 @@ bool VcpuThread::handle_internal_error(kvm_run& run) {
 }
 
 void VcpuThread::reinject_breakpoint(kvm_run& run, std::uint64_t insn_len) {
-  const bool advance = machine_.quirks().reinjection == kvm::BreakpointReinjection::kRipAfterInt3;
-  if (machine_.quirks().sync_regs) {
-    // Through the synced registers: no extra ioctl, KVM applies them at the next KVM_RUN.
-    if (advance) {
-      run.s.regs.regs.rip += insn_len;
-      run.kvm_dirty_regs |= KVM_SYNC_X86_REGS;
-    }
-    auto& events = run.s.regs.events;
-    events.exception.injected = 1;
-    events.exception.nr = 3;
-    events.exception.has_error_code = 0;
-    events.exception.pending = 0;
-    events.flags = 0;
-    run.kvm_dirty_regs |= KVM_SYNC_X86_EVENTS;
-    return;
+  // Through the synced registers: no extra ioctl, KVM applies them at the next KVM_RUN.
+  if (machine_.quirks().reinjection == kvm::BreakpointReinjection::kRipAfterInt3) {
+    mutable_regs().rip += insn_len;
   }
-  if (advance) {
-    auto regs = vcpu_.get_regs();
-    if (regs) {
-      regs->rip += insn_len;
-      (void)vcpu_.set_regs(*regs);
-    }
-  }
-  auto events = vcpu_.get_events();
-  if (!events) return fail("vCPU: KVM_GET_VCPU_EVENTS failed while re-injecting #BP");
-  events->exception.injected = 1;
-  events->exception.nr = 3;
-  events->exception.has_error_code = 0;
-  events->exception.pending = 0;
-  events->flags = 0;
-  if (auto r = vcpu_.set_events(*events); !r) fail("vCPU: " + r.error().message());
+  (void)run;
+  auto& events = mutable_events();
+  events.exception.injected = 1;
+  events.exception.nr = 3;
+  events.exception.has_error_code = 0;
+  events.exception.pending = 0;
+  events.flags = 0;
 }
 
 }  // namespace glassbox::vmm

@@ -7,8 +7,11 @@
 #include <linux/kvm.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "kvm/vcpu.h"
@@ -26,8 +29,30 @@ class VcpuThread {
 
   void start();
   void join();
-  // Makes the vCPU leave KVM_RUN promptly (from any thread).
+  // Makes the vCPU leave KVM_RUN promptly, or wakes it from run_work_until() (any thread).
   void kick();
+
+  // ---- The vCPU's work queue (where a job is queued) ----
+  // Work other threads need done on this vCPU's thread: it runs in FIFO order before the next
+  // guest entry, or while the thread waits in run_work_until(). post() is callable from any
+  // thread; it raises the request flag and kicks the vCPU.
+  using Work = std::function<void(VcpuThread&)>;
+  void post(Work work);
+  // On this vCPU's thread: runs posted work, blocking for more, until done() holds or the machine
+  // stops (then returns false). done() is checked after each job and after each wake-up.
+  bool run_work_until(const std::function<bool()>& done);
+
+  // ---- State access for code running on this vCPU's thread ----
+  kvm::Vcpu& vcpu() { return vcpu_; }
+  // Registers as of the last exit (KVM_CAP_SYNC_REGS). Changes made through the mutable
+  // accessors are handed to KVM at the next KVM_RUN.
+  const kvm_regs& regs() const { return vcpu_.run()->s.regs.regs; }
+  const kvm_sregs& sregs() const { return vcpu_.run()->s.regs.sregs; }
+  const kvm_vcpu_events& events() const { return vcpu_.run()->s.regs.events; }
+  kvm_regs& mutable_regs();
+  kvm_sregs& mutable_sregs();
+  kvm_vcpu_events& mutable_events();
+  Machine& machine() { return machine_; }
 
   int index() const { return vcpu_.index(); }
   // Exits handled so far (read by benchmarks and diagnostics).
@@ -39,6 +64,8 @@ class VcpuThread {
  private:
   void thread_main();
   bool configure();
+  // Runs every job queued so far; returns once the queue is empty.
+  void run_posted_work();
   // Returns false when the machine must stop.
   bool handle_exit();
   void handle_io(kvm_run& run);
@@ -53,6 +80,11 @@ class VcpuThread {
   std::atomic<pthread_t> native_handle_{};
   std::atomic<bool> running_{false};
   std::atomic<std::uint64_t> exits_{0};
+
+  std::mutex work_mutex_;
+  std::condition_variable work_cv_;
+  std::deque<Work> work_;
+  std::atomic<bool> work_pending_{false};  // the request flag, checked before every guest entry
 };
 
 }  // namespace glassbox::vmm
