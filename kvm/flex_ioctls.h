@@ -9,6 +9,7 @@
 #include <linux/kvm.h>
 #include <sys/ioctl.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace glassbox::kvm::flex {
@@ -24,5 +25,8 @@ inline constexpr unsigned long kSetCpuid2 = _IOC(_IOC_WRITE, KVMIO, 0x90, 8);
 inline constexpr unsigned long kGetCpuid2 = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x91, 8);
 inline constexpr unsigned long kGetMsrs = _IOC(_IOC_READ | _IOC_WRITE, KVMIO, 0x88, 8);
 inline constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, 8);
+// kvm_xsave is u32 region[1024] followed by a flexible array: 4096 bytes in C.
+inline constexpr std::size_t kXsaveSize = 4096;
+inline constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
 
 }  // namespace glassbox::kvm::flex

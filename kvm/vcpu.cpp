@@ -116,6 +116,12 @@ SysResult<std::size_t> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) {
   return static_cast<std::size_t>(n);
 }
 
+SysResult<void> Vcpu::get_xsave(std::span<std::uint8_t, 4096> out) const {
+  static_assert(flex::kXsaveSize == 4096);
+  if (ioctl(fd_.get(), flex::kGetXsave, out.data()) != 0) return sys_error("KVM_GET_XSAVE");
+  return {};
+}
+
 SysResult<std::uint32_t> Vcpu::get_tsc_khz() const {
   int khz = ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
   if (khz < 0) return sys_error("KVM_GET_TSC_KHZ");

@@ -48,6 +48,8 @@ class Vcpu {
   SysResult<std::size_t> set_msrs(std::span<const kvm_msr_entry> entries);
   SysResult<void> set_guest_debug(const kvm_guest_debug& debug);
   SysResult<std::uint32_t> get_tsc_khz() const;
+  // The legacy 4096-byte XSAVE area (KVM_GET_XSAVE).
+  SysResult<void> get_xsave(std::span<std::uint8_t, 4096> out) const;
 
   // KVM_CAP_SYNC_REGS: KVM copies these register sets into kvm_run on every exit.
   void enable_sync_regs(std::uint64_t mask) { run_->kvm_valid_regs = mask; }

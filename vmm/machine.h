@@ -72,6 +72,9 @@ class Machine {
   int vcpu_count() const { return static_cast<int>(vcpus_.size()); }
   VcpuThread& vcpu(int index) { return *vcpus_.at(static_cast<std::size_t>(index)); }
   const MachineConfig& config() const { return config_; }
+  // Set once, before start(): the introspection server's per-entry hook (see VcpuEntryGate).
+  void set_entry_gate(VcpuEntryGate* gate) { entry_gate_ = gate; }
+  VcpuEntryGate* entry_gate() const { return entry_gate_; }
 
  private:
   Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory, const kvm::HostQuirks& quirks);
@@ -87,6 +90,7 @@ class Machine {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<Doorbell> doorbell_;
   std::vector<std::unique_ptr<VcpuThread>> vcpus_;
+  VcpuEntryGate* entry_gate_ = nullptr;
 
   std::atomic<bool> stop_requested_{false};
   std::mutex stop_mutex_;

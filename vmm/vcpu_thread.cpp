@@ -158,10 +158,14 @@ void VcpuThread::thread_main() {
   if (configure()) {
     kvm_run* run = vcpu_.run();
     while (!machine_.stop_requested()) {
-      if (work_pending_.load(std::memory_order_acquire)) {
-        run_posted_work();
-        if (machine_.stop_requested()) break;
+      if (work_pending_.load(std::memory_order_acquire)) run_posted_work();
+      if (gate_requested_.load(std::memory_order_acquire)) {
+        gate_requested_.store(false, std::memory_order_release);
+        if (VcpuEntryGate* gate = machine_.entry_gate()) gate->before_entry(*this);
+        // The gate may have waited in an event while more work arrived.
+        if (work_pending_.load(std::memory_order_acquire)) run_posted_work();
       }
+      if (machine_.stop_requested()) break;
       auto outcome = vcpu_.run_once();
       run->immediate_exit = 0;
       if (!outcome) {

@@ -19,6 +19,16 @@
 namespace glassbox::vmm {
 
 class Machine;
+class VcpuThread;
+
+// Code that must run on a vCPU's thread right before a guest entry, outside any job: the
+// introspection server delivers pause events and exception injections here (they may block the
+// vCPU in an event, which a job must not do inside another event's wait).
+class VcpuEntryGate {
+ public:
+  virtual ~VcpuEntryGate() = default;
+  virtual void before_entry(VcpuThread& vcpu) = 0;
+};
 
 class VcpuThread {
  public:
@@ -41,6 +51,10 @@ class VcpuThread {
   // On this vCPU's thread: runs posted work, blocking for more, until done() holds or the machine
   // stops (then returns false). done() is checked after each job and after each wake-up.
   bool run_work_until(const std::function<bool()>& done);
+
+  // Asks the vCPU to pass through the machine's entry gate before its next entry (any thread).
+  // Call post() or kick() afterwards to get it out of KVM_RUN.
+  void request_gate() { gate_requested_.store(true, std::memory_order_release); }
 
   // ---- State access for code running on this vCPU's thread ----
   kvm::Vcpu& vcpu() { return vcpu_; }
@@ -85,6 +99,7 @@ class VcpuThread {
   std::condition_variable work_cv_;
   std::deque<Work> work_;
   std::atomic<bool> work_pending_{false};  // the request flag, checked before every guest entry
+  std::atomic<bool> gate_requested_{false};
 };
 
 }  // namespace glassbox::vmm
