@@ -6,6 +6,10 @@
 // one sendmsg per whole message under one lock, so threads may share a Session freely.
 #pragma once
 
+#include <linux/kvm.h>
+
+#include <functional>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -163,6 +167,55 @@ class Session {
   Result<PendingReply> submit_read_physical(std::uint64_t gpa, std::uint64_t size);
   Result<void> write_physical(std::uint64_t gpa, std::span<const std::byte> data);
   Result<std::uint64_t> get_max_gfn();
+
+  // ---- typed vCPU commands (spec §2.3.8-2.3.22); `vcpu` is the vCPU index ----
+  struct Registers {
+    std::uint32_t mode = 0;  // 2, 4 or 8
+    kvm_regs regs{};
+    kvm_sregs sregs{};
+    std::vector<kvm_msr_entry> msrs;  // in the order asked for
+  };
+  struct Cpuid {
+    std::uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+  };
+  Result<std::uint64_t> get_vcpu_tsc_speed(std::uint16_t vcpu);  // KVMI_VCPU_GET_INFO, Hz or 0
+  // KVMI_VCPU_PAUSE: the vCPU will send one KVMI_EVENT_PAUSE_VCPU; with `wait` the reply comes
+  // once it is out of guest mode.
+  Result<void> pause_vcpu(std::uint16_t vcpu, bool wait = true);
+  Result<void> control_vcpu_events(std::uint16_t vcpu, kvmi::EventId event, bool enable);
+  Result<Registers> get_registers(std::uint16_t vcpu, std::span<const std::uint32_t> msrs = {});
+  // Only while the vCPU waits on an event; applied when the event is answered.
+  Result<void> set_registers(std::uint16_t vcpu, const kvm_regs& regs);
+  Result<Cpuid> get_cpuid(std::uint16_t vcpu, std::uint32_t function, std::uint32_t index = 0);
+  Result<void> control_cr(std::uint16_t vcpu, std::uint32_t cr, bool enable);
+  Result<void> inject_exception(std::uint16_t vcpu, std::uint8_t vector,
+                                std::uint32_t error_code = 0, std::uint64_t address = 0);
+  Result<std::vector<std::byte>> get_xsave(std::uint16_t vcpu);
+  Result<std::uint8_t> get_mtrr_type(std::uint16_t vcpu, std::uint64_t gpa);
+  Result<void> control_msr(std::uint16_t vcpu, std::uint32_t msr, bool enable);
+  Result<void> control_singlestep(std::uint16_t vcpu, bool enable);
+  // kvmi::kInvalidGpa when the address does not translate.
+  Result<std::uint64_t> translate_gva(std::uint16_t vcpu, std::uint64_t gva);
+  // Sends a vCPU command with `body` after the vCPU header, without waiting (for pipelining).
+  Result<PendingReply> submit_vcpu(kvmi::MessageId id, std::uint16_t vcpu,
+                                   std::span<const std::byte> body = {});
+
+  // "Stop the world": pauses every vCPU (waiting for each) and collects one PAUSE_VCPU event per
+  // vCPU, which stay unanswered (the vCPUs stay stopped) until resume_all(). Other events that
+  // arrive meanwhile are handed to `other` (answered CONTINUE if it is empty).
+  Result<std::vector<ReceivedEvent>> pause_all(
+      std::chrono::milliseconds timeout = std::chrono::seconds(10),
+      const std::function<void(const ReceivedEvent&)>& other = {});
+  // Answers each PAUSE_VCPU event of pause_all() with CONTINUE.
+  Result<void> resume_all(const std::vector<ReceivedEvent>& paused);
+
+  // An event loop: waits for events and calls `handler` with each; the handler may issue commands
+  // (e.g. read registers of the vCPU that raised it) and returns the action to answer with. Ends
+  // when `keep_going` returns false (checked between events and every `poll` interval) or the
+  // connection closes.
+  using EventHandler = std::function<kvmi::EventAction(const ReceivedEvent&)>;
+  Result<void> run_event_loop(const EventHandler& handler, const std::function<bool()>& keep_going,
+                              std::chrono::milliseconds poll = std::chrono::milliseconds(100));
 
   // ---- events ----
   // The next queued event; timeout zero waits until one arrives or the connection closes.
