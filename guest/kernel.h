@@ -44,7 +44,7 @@ struct cpu {
   u64 switches, timer_ticks, syscalls;
 } __attribute__((aligned(64)));
 
-enum proc_kind { KIND_WORKER, KIND_AGENT, KIND_ATTACKER, KIND_FAULTER };
+enum proc_kind { KIND_WORKER, KIND_AGENT, KIND_ATTACKER, KIND_FAULTER, KIND_BEACON };
 
 struct proc {
   u32 pid;
@@ -144,6 +144,7 @@ void user_worker(u64 index, u64 pid);
 void user_agent(u64 index, u64 pid);
 void user_attacker(u64 index, u64 pid);
 void user_faulter(u64 index, u64 pid);
+void user_beacon(u64 index, u64 pid);
 void user_probe(u64 index, u64 pid);
 
 /* Small helpers. */

@@ -5,7 +5,7 @@
 
 #define MAX_CPUS 8
 #define WORKERS_PER_CPU 3
-#define MAX_PROCS (MAX_CPUS * WORKERS_PER_CPU + 3) /* + agent, attacker, faulter */
+#define MAX_PROCS (MAX_CPUS * WORKERS_PER_CPU + 4) /* + agent, attacker, faulter, beacon */
 
 /* GDT selectors. The user selectors follow the SYSRET layout: STAR[63:48] = 0x18. */
 #define SEL_KCODE 0x08

@@ -23,9 +23,13 @@ void* memcpy(void* d, const void* s, size_t n) {
 static void create_processes(void) {
   proc_create(0, KIND_AGENT, "agent", (u64)user_agent, 0);
   u32 worker = 1;
-  for (u32 c = 0; c < ncpu; c++)
+  /* In beacon mode the last vCPU (of two or more) runs only the beacon. */
+  const int beacon = cmdline_has("beacon");
+  const u32 worker_cpus = beacon && ncpu > 1 ? ncpu - 1 : ncpu;
+  for (u32 c = 0; c < worker_cpus; c++)
     for (u32 w = 0; w < WORKERS_PER_CPU; w++)
       proc_create(c, KIND_WORKER, "worker", (u64)user_worker, worker++);
+  if (beacon) proc_create(ncpu - 1, KIND_BEACON, "beacon", (u64)user_beacon, 0);
   if (user_shared.attack) proc_create(ncpu - 1, KIND_ATTACKER, "attacker", (u64)user_attacker, 0);
   if (cmdline_has("fault")) proc_create(0, KIND_FAULTER, "faulter", (u64)user_faulter, 0);
 }

@@ -52,11 +52,14 @@ static struct frame* switch_to(struct cpu* c, struct proc* p) {
 }
 
 __attribute__((noreturn)) static void cpu_finished(struct cpu* c) {
-  lapic_timer_stop();
   if (c->index != 0) {
+    lapic_timer_stop();
     for (;;) __asm__ volatile("cli; hlt");
   }
-  while (procs_alive) cpu_relax();
+  /* vCPU 0 waits for the other vCPUs' processes halted between timer ticks: a CPL0 spin would
+   * keep a host core busy emulating it (the beacon can keep the VM up for a long time). */
+  while (__atomic_load_n(&procs_alive, __ATOMIC_ACQUIRE)) __asm__ volatile("sti; hlt; cli");
+  lapic_timer_stop();
   for (u32 i = 0; i < ncpu; i++)
     kprintf("cpu %u: %lu context switches, %lu timer ticks\n", i, cpus[i].switches,
             cpus[i].timer_ticks);
