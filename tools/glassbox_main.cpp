@@ -1,6 +1,8 @@
 // glassbox: runs one VM with introspection built in.
 //
-//   glassbox run --kernel FILE [--cmdline S] [--cpus N] [--memory SIZE]
+//   glassbox run --kernel FILE [--cmdline S] [--cpus N] [--memory SIZE] [--name NAME]
+//                [--introspect unix:PATH|listen:unix:PATH] [--secret FILE]
+//                [--allow-commands all|LIST] [--allow-events all|LIST]
 //   glassbox host-info [--json]
 //
 // The serial console goes to stdout, the VMM's log to stderr. The exit status is the guest's
@@ -11,13 +13,22 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <expected>
 #include <filesystem>
 #include <iostream>
+#include <memory>
+#include <optional>
 
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "introspection/endpoint.h"
+#include "introspection/handshake.h"
+#include "introspection/machine_target.h"
+#include "introspection/permissions.h"
+#include "introspection/server.h"
 #include "kvm/host_probe.h"
 #include "kvm/system.h"
 #include "vmm/machine.h"
@@ -43,7 +54,43 @@ struct RunOptions {
   std::string cmdline;
   int cpus = 1;
   std::string memory = "128M";
+  std::string name = "glassbox";
+  std::string introspect;  // empty: no introspection
+  std::string secret;
+  std::string allow_commands = "all";
+  std::string allow_events = "all";
 };
+
+// The introspection settings checked before anything is built, so a typo is a usage error.
+struct IntrospectionSetup {
+  glassbox::introspection::Endpoint endpoint;
+  glassbox::introspection::Permissions permissions;
+  std::optional<glassbox::introspection::CookieHash> secret;
+};
+
+std::expected<std::optional<IntrospectionSetup>, std::string> check_introspection(
+    const RunOptions& options) {
+  if (options.introspect.empty()) {
+    if (!options.secret.empty() || options.allow_commands != "all" ||
+        options.allow_events != "all") {
+      return std::unexpected(
+          std::string("--secret, --allow-commands and --allow-events need --introspect"));
+    }
+    return std::nullopt;
+  }
+  auto endpoint = glassbox::introspection::parse_endpoint(options.introspect);
+  if (!endpoint) return std::unexpected(endpoint.error());
+  auto permissions =
+      glassbox::introspection::Permissions::parse(options.allow_commands, options.allow_events);
+  if (!permissions) return std::unexpected(permissions.error());
+  IntrospectionSetup setup{*endpoint, *permissions, std::nullopt};
+  if (!options.secret.empty()) {
+    auto hash = glassbox::introspection::cookie_hash_of_file(options.secret);
+    if (!hash) return std::unexpected(hash.error());
+    setup.secret = *hash;
+  }
+  return setup;
+}
 
 // Blocks the signals the main loop consumes through a signalfd; every thread inherits the mask.
 sigset_t control_signals() {
@@ -67,9 +114,12 @@ int run_vm(const RunOptions& options) {
   }
   auto memory = glassbox::vmm::parse_size(options.memory);
   if (!memory) {
-    return usage_error(fmt::format("--memory {}: not a size (examples: 128M, 1G, 67108864)",
-                                   options.memory));
+    return usage_error(
+        fmt::format("--memory {}: not a size (examples: 128M, 1G, 67108864)", options.memory));
   }
+
+  auto introspection = check_introspection(options);
+  if (!introspection) return usage_error(introspection.error());
 
   auto system = glassbox::kvm::System::open();
   if (!system) {
@@ -91,12 +141,37 @@ int run_vm(const RunOptions& options) {
   glassbox::vmm::MachineConfig config{.kernel = options.kernel,
                                       .cmdline = options.cmdline,
                                       .cpus = options.cpus,
-                                      .memory_bytes = *memory};
+                                      .memory_bytes = *memory,
+                                      .name = options.name};
   auto machine = glassbox::vmm::Machine::create(config, *system, *quirks);
   if (!machine) return usage_error(machine.error());
 
+  // Declared after the machine: the server (and its threads reading guest memory) goes first.
+  std::unique_ptr<glassbox::introspection::VmTarget> target;
+  std::unique_ptr<glassbox::introspection::IntrospectionServer> server;
+  if (*introspection) {
+    target = glassbox::introspection::make_machine_target(**machine);
+    glassbox::introspection::ServerConfig server_config;
+    server_config.endpoint = (*introspection)->endpoint;
+    server_config.permissions = (*introspection)->permissions;
+    server_config.secret = (*introspection)->secret;
+    server_config.identity.uuid = glassbox::introspection::random_uuid();
+    server_config.identity.start_time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               std::chrono::system_clock::now().time_since_epoch())
+                                               .count();
+    server_config.identity.name = options.name;
+    auto created = glassbox::introspection::IntrospectionServer::create(server_config, *target);
+    if (!created) {
+      spdlog::error("{}", created.error());
+      return 1;
+    }
+    server = std::move(*created);
+    (*machine)->set_entry_gate(server.get());
+  }
+
   glassbox::UniqueFd sigfd(signalfd(-1, &signals, SFD_CLOEXEC));
   (*machine)->start();
+  if (server) server->start();
   while (!(*machine)->stop_requested()) {
     pollfd fds[2] = {{(*machine)->stop_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};
     if (poll(fds, 2, -1) < 0 && errno != EINTR) break;
@@ -105,14 +180,22 @@ int run_vm(const RunOptions& options) {
       if (read(sigfd.get(), &info, sizeof info) == sizeof info) {
         const int sig = static_cast<int>(info.ssi_signo);
         if (sig == SIGINT || sig == SIGTERM) {
-          (*machine)->request_stop({glassbox::vmm::StopKind::kSignal, 128 + sig,
-                                    fmt::format("stopped by {}", sig == SIGINT ? "SIGINT" : "SIGTERM")});
+          // The tool gets its UNHOOK and a bounded time to clean up while the guest still runs
+          // (spec §5.4), then the VM stops.
+          if (server) server->stop();
+          (*machine)->request_stop(
+              {glassbox::vmm::StopKind::kSignal, 128 + sig,
+               fmt::format("stopped by {}", sig == SIGINT ? "SIGINT" : "SIGTERM")});
+        } else if (server) {
+          spdlog::info("SIGUSR1: unhooking the introspection tool");
+          server->request_unhook();
         } else {
-          spdlog::info("SIGUSR1: no introspection tool is attached; nothing to unhook");
+          spdlog::info("SIGUSR1: introspection is off; nothing to unhook");
         }
       }
     }
   }
+  if (server) server->stop();
   auto stop = (*machine)->wait_for_stop();
   spdlog::info("{}; exit status {}", stop.detail, stop.status);
   return stop.status;
@@ -133,6 +216,17 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--cmdline", run.cmdline, "kernel command line");
   run_cmd->add_option("--cpus", run.cpus, "number of vCPUs");
   run_cmd->add_option("--memory", run.memory, "guest RAM, e.g. 128M or 1G (default 128M)");
+  run_cmd->add_option("--name", run.name, "VM name sent to the introspection tool (max 63 bytes)");
+  run_cmd->add_option("--introspect", run.introspect,
+                      "KVMI endpoint: unix:PATH (connect to a listening tool, retrying) or "
+                      "listen:unix:PATH (wait for a tool; socket mode 0600)");
+  run_cmd->add_option("--secret", run.secret,
+                      "file whose SHA-1 the tool must present in the handshake");
+  run_cmd->add_option("--allow-commands", run.allow_commands,
+                      "'all' (default), 'none', or a comma list of KVMI command names or ids; "
+                      "GET_VERSION, VM_CHECK_COMMAND and VM_CHECK_EVENT are always allowed");
+  run_cmd->add_option("--allow-events", run.allow_events,
+                      "'all' (default), 'none', or a comma list of KVMI event names or ids");
 
   bool json = false;
   auto* info_cmd = app.add_subcommand("host-info", "show what this host's KVM can do");

@@ -158,12 +158,13 @@ void VcpuThread::thread_main() {
   if (configure()) {
     kvm_run* run = vcpu_.run();
     while (!machine_.stop_requested()) {
-      if (work_pending_.load(std::memory_order_acquire)) run_posted_work();
-      if (gate_requested_.load(std::memory_order_acquire)) {
-        gate_requested_.store(false, std::memory_order_release);
-        if (VcpuEntryGate* gate = machine_.entry_gate()) gate->before_entry(*this);
-        // The gate may have waited in an event while more work arrived.
+      // Jobs first, then the gate; the gate may wait in an event while more jobs or another
+      // gate request (a pause, an injection) arrive, so repeat until both are quiet.
+      for (;;) {
         if (work_pending_.load(std::memory_order_acquire)) run_posted_work();
+        if (!gate_requested_.exchange(false, std::memory_order_acq_rel)) break;
+        if (VcpuEntryGate* gate = machine_.entry_gate()) gate->before_entry(*this);
+        if (machine_.stop_requested()) break;
       }
       if (machine_.stop_requested()) break;
       auto outcome = vcpu_.run_once();

@@ -1,0 +1,58 @@
+// One KVMI connection's socket: framing, whole-message writes, and the reads the receiver does.
+//
+// Replies come from the receiving thread, events from vCPU threads and from the unhook path, so
+// every message goes out as one sendmsg (header and payload together, spec §1.2) under one lock:
+// two writers can never interleave bytes of their messages.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <expected>
+#include <initializer_list>
+#include <mutex>
+#include <span>
+#include <string>
+
+#include "glassbox/kvmi/messages.h"
+#include "kvm/fd.h"
+
+namespace glassbox::introspection {
+
+// How a read that did not fill its buffer ended.
+enum class ReadStatus { Complete, Eof, Truncated, Error };
+
+class Channel {
+ public:
+  explicit Channel(UniqueFd fd) : fd_(std::move(fd)) {}
+  Channel(const Channel&) = delete;
+  Channel& operator=(const Channel&) = delete;
+
+  int fd() const { return fd_.get(); }
+
+  // Reads exactly out.size() bytes (blocking). errno_out gets errno for ReadStatus::Error.
+  ReadStatus read_exact(std::span<std::byte> out, int* errno_out = nullptr);
+
+  // Sends header {id, size = sum of parts, seq} and the parts as one message. Returns errno on
+  // failure (EPIPE / ECONNRESET once the tool is gone, EMSGSIZE if the parts exceed 65535 bytes).
+  std::expected<void, int> send(std::uint16_t id, std::uint32_t seq,
+                                std::initializer_list<std::span<const std::byte>> parts);
+  // A command reply: the request's id and seq, kvmi_error_code, then `data` only when err == 0.
+  std::expected<void, int> send_reply(const kvmi::MsgHdr& request, std::int32_t err,
+                                      std::span<const std::byte> data = {});
+
+  // Ends the connection in both directions (spec §1.6: the VMM does shutdown(SHUT_RDWR)). Wakes a
+  // receiver blocked in read_exact and a writer blocked in send. The fd itself stays open until
+  // the Channel is destroyed, so no other thread can see it reused.
+  void shutdown();
+
+ private:
+  UniqueFd fd_;
+  std::mutex write_mutex_;
+};
+
+template <typename T>
+std::span<const std::byte> bytes_of(const T& value) {
+  return std::as_bytes(std::span(&value, 1));
+}
+
+}  // namespace glassbox::introspection
