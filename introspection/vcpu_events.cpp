@@ -82,6 +82,8 @@ EventOutcome raise_event(vmm::VcpuThread& vcpu, Session& session, kvmi::EventId 
                               vcpu.index(), std::strerror(sent.error())));
   } else {
     vcpu.run_work_until([&] { return state.reply.has_value() || session.closed(); });
+    // A reply queued just before the close was noticed still counts: drain once more.
+    if (!state.reply) vcpu.run_work_until([] { return true; });
   }
   state.waiting_for_reply.store(false, std::memory_order_release);
 

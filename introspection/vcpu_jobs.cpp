@@ -69,11 +69,13 @@ struct QueuedMessage {
 };
 
 void run_job(vmm::VcpuThread& vcpu, Session& session, const QueuedMessage& message) {
-  if (session.closed()) return;  // the tool is gone: nobody to answer
   HandlerResult result;
   if (message.hdr.id == static_cast<std::uint16_t>(kvmi::MessageId::EventReply)) {
+    // Still honoured after the tool left: it answered (e.g. with SET_REGISTERS and CONTINUE)
+    // just before closing, and the reply precedes the release in this vCPU's FIFO.
     result = accept_event_reply(vcpu, session, message.hdr.seq, message.body);
   } else {
+    if (session.closed()) return;  // the tool is gone: nobody to answer
     result = run_vcpu_command(vcpu, session, message.hdr, message.body);
   }
   if (!result) session.close(result.error());
@@ -156,7 +158,8 @@ void release_vcpus(const std::shared_ptr<Session>& session) {
       state.injection.reset();
       state.trap_pending = false;
       state.singlestep = false;
-      state.delayed_regs.reset();
+      // delayed_regs stay: a reply that came before the close still applies them, and
+      // raise_event drops them when no reply came.
     });
   }
 }

@@ -61,12 +61,31 @@ class KvmiVcpu : public ::testing::Test {
       if (!event) break;
       EXPECT_EQ(event->event_id(), static_cast<std::uint8_t>(kvmi::EventId::PauseVcpu));
       EXPECT_EQ(event->vcpu(), v);
-      if ((event->common().arch.sregs.cs.selector & 3) == 3) return std::move(*event);
+      if ((event->common().arch.sregs.cs.selector & 3) == 3 &&
+          (v != 1 || at_beacon_loop(v, event->common().arch.regs.rip))) {
+        return std::move(*event);
+      }
       EXPECT_TRUE(tool.reply_event(*event, kvmi::EventAction::Continue));
       std::this_thread::sleep_for(5ms);
     }
     ADD_FAILURE() << "vCPU " << v << " was never caught at CPL3";
     std::abort();
+  }
+
+  // True when vCPU `v` sits in the beacon's spin loop (pause; test %r12,%r12; jz), the only
+  // place where a new R12 is not overwritten by the process itself.
+  bool at_beacon_loop(std::uint16_t v, std::uint64_t rip) {
+    static const std::uint8_t loop[] = {0xf3, 0x90, 0x4d, 0x85, 0xe4, 0x74};
+    auto gpa = tool_->translate_gva(v, rip - 8);
+    if (!gpa || *gpa == ~0ULL || (*gpa & 0xfff) > 0xfff - 24) return false;
+    auto bytes = tool_->read_physical(*gpa, 24);
+    if (!bytes) return false;
+    for (std::size_t start = 0; start + sizeof loop <= bytes->size(); ++start) {
+      if (std::memcmp(bytes->data() + start, loop, sizeof loop) != 0) continue;
+      const std::uint64_t at = rip - 8 + start;
+      return rip == at || rip == at + 2 || rip == at + 5;
+    }
+    return false;
   }
 
   std::filesystem::path socket_;
@@ -114,6 +133,35 @@ TEST_F(KvmiVcpu, RegisterChangedDuringAPauseEventIsSeenByTheGuest) {
   ASSERT_TRUE(tool_->reply_event(event, kvmi::EventAction::Continue));
   EXPECT_TRUE(vm_->wait_for_output("beacon: r12=0xfeedface", 30s)) << vm_->output_so_far();
   // With the beacon gone every process ends and the guest powers off normally.
+  auto result = vm_->wait(60s);
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+}
+
+TEST_F(KvmiVcpu, AReplySentJustBeforeTheToolClosesStillAppliesItsRegisters) {
+  auto event = pause_in_user_mode(*tool_, 1);
+  auto regs = tool_->get_registers(1);
+  ASSERT_TRUE(regs);
+  kvm_regs changed = regs->regs;
+  changed.r12 = 0xc105ed;
+  ASSERT_TRUE(tool_->set_registers(1, changed));
+  ASSERT_TRUE(tool_->reply_event(event, kvmi::EventAction::Continue));
+  tool_->close();  // at once: the reply and the hang-up reach the VMM together
+  EXPECT_TRUE(vm_->wait_for_output("beacon: r12=0xc105ed", 30s)) << vm_->output_so_far();
+}
+
+TEST_F(KvmiVcpu, TheDemoToolStopsTheWorldAndEndsTheBeacon) {
+  tool_.reset();  // the example connects on its own
+  const auto example =
+      glassbox::test::glassbox_binary().parent_path() / "glassbox-example-stop-the-world";
+  const std::string command = example.string() + " " + socket_.string() + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string out;
+  char buf[512];
+  while (fgets(buf, sizeof buf, pipe)) out += buf;
+  EXPECT_EQ(pclose(pipe), 0) << out;
+  EXPECT_NE(out.find("set r12=0x600dcafe"), std::string::npos) << out;
+  EXPECT_TRUE(vm_->wait_for_output("beacon: r12=0x600dcafe", 30s)) << vm_->output_so_far();
   auto result = vm_->wait(60s);
   EXPECT_EQ(result.exit_status, 0) << result.err;
 }
