@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds the release, ASan+UBSan and TSan builds, and
 # runs the unit and integration tests (real /dev/kvm, real guests) in each.
-#   scripts/test.sh            all three builds
+#   scripts/test.sh            all three builds, then 60 s of fuzzing
 #   scripts/test.sh release    one build only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,3 +19,8 @@ for preset in "${presets[@]}"; do
   esac
   ctest --preset "$preset" -j "$jobs"
 done
+# A full run also fuzzes the KVMI receiver and handshake for a bounded time (fuzz/README.md).
+if [ ${#@} -eq 0 ]; then
+  echo "=== fuzz: receiver and handshake, 60 s"
+  scripts/fuzz.sh 60
+fi

@@ -171,6 +171,7 @@ int run_vm(const RunOptions& options) {
 
   glassbox::UniqueFd sigfd(signalfd(-1, &signals, SFD_CLOEXEC));
   (*machine)->start();
+  spdlog::info("{} vCPUs running, {} MiB, kernel {}", options.cpus, *memory >> 20, options.kernel);
   if (server) server->start();
   while (!(*machine)->stop_requested()) {
     pollfd fds[2] = {{(*machine)->stop_fd(), POLLIN, 0}, {sigfd.get(), POLLIN, 0}};

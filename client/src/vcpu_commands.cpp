@@ -102,8 +102,10 @@ Result<Session::Registers> Session::get_registers(std::uint16_t vcpu,
     return make_error(ErrorKind::Protocol, "KVMI_VCPU_GET_REGISTERS: reply shorter than its MSRs");
   }
   regs.msrs.resize(n);
-  std::memcpy(regs.msrs.data(), data.data() + kvmi::kVcpuGetRegistersReplyMsrEntries,
-              n * sizeof(kvm_msr_entry));
+  if (n != 0) {
+    std::memcpy(regs.msrs.data(), data.data() + kvmi::kVcpuGetRegistersReplyMsrEntries,
+                n * sizeof(kvm_msr_entry));
+  }
   return regs;
 }
 

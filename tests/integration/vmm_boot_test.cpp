@@ -81,8 +81,8 @@ TEST(GlassboxRun, SigtermStopsARunningVmCleanly) {
   // A long I/O loop keeps the guest busy; SIGTERM must end the VM promptly with 128+15.
   GlassboxProcess p({"run", "--kernel", scenario_guest("io_loop").string(), "--cmdline",
                      "100000000", "--cpus", "2"});
-  // Let it boot, then stop it.
-  usleep(300 * 1000);
+  // Once it runs, stop it.
+  ASSERT_TRUE(p.wait_for_log("vCPUs running")) << p.output_so_far();
   p.send_signal(SIGTERM);
   auto r = p.wait(std::chrono::seconds(10));
   EXPECT_FALSE(r.timed_out);
@@ -93,7 +93,7 @@ TEST(GlassboxRun, SigtermStopsARunningVmCleanly) {
 TEST(GlassboxRun, SigintStopsARunningVmCleanly) {
   GlassboxProcess p(
       {"run", "--kernel", scenario_guest("io_loop").string(), "--cmdline", "100000000"});
-  usleep(300 * 1000);
+  ASSERT_TRUE(p.wait_for_log("vCPUs running")) << p.output_so_far();
   p.send_signal(SIGINT);
   auto r = p.wait(std::chrono::seconds(10));
   EXPECT_EQ(r.exit_status, 128 + SIGINT) << r.err;

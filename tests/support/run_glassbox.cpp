@@ -83,8 +83,17 @@ std::string GlassboxProcess::output_so_far() {
 
 bool GlassboxProcess::wait_for_output(const std::string& needle,
                                       std::chrono::milliseconds timeout) {
+  return wait_for(&RunResult::out, needle, timeout);
+}
+
+bool GlassboxProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
+  return wait_for(&RunResult::err, needle, timeout);
+}
+
+bool GlassboxProcess::wait_for(std::string RunResult::*stream, const std::string& needle,
+                               std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (result_.out.find(needle) == std::string::npos) {
+  while ((result_.*stream).find(needle) == std::string::npos) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     int status;
     if (!reaped_ && waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -94,7 +103,7 @@ bool GlassboxProcess::wait_for_output(const std::string& needle,
     pump(20);
     if (reaped_) {
       pump(0);
-      return result_.out.find(needle) != std::string::npos;
+      return (result_.*stream).find(needle) != std::string::npos;
     }
   }
   return true;

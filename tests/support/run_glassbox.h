@@ -42,9 +42,14 @@ class GlassboxProcess {
   bool wait_for_output(const std::string& needle,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
   std::string output_so_far();
+  // Waits until the VMM's log (stderr) contains `needle`.
+  bool wait_for_log(const std::string& needle,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
 
  private:
   void pump(int timeout_ms);
+  bool wait_for(std::string RunResult::*stream, const std::string& needle,
+                std::chrono::milliseconds timeout);
   int pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;

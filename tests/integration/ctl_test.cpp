@@ -1,0 +1,365 @@
+// glassbox-ctl end to end: the real glassbox runs a real guest with introspection, and the real
+// glassbox-ctl binary talks to it as a user would, from its command line to its exit status.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "glassbox/client/session.h"
+#include "run_glassbox.h"
+
+namespace fs = std::filesystem;
+using glassbox::test::GlassboxProcess;
+
+namespace {
+
+// glassbox-ctl is built next to glassbox (both in ${CMAKE_BINARY_DIR}/bin).
+fs::path ctl_binary() {
+  return glassbox::test::glassbox_binary().parent_path() / "glassbox-ctl";
+}
+
+struct CtlResult {
+  std::string out;
+  std::string err;
+  int exit_status = -1;
+};
+
+// glassbox-ctl as a child process with its stdout and stderr captured (pipes, so stderr is not a
+// terminal and no progress bar may appear).
+class CtlProcess {
+ public:
+  explicit CtlProcess(const std::vector<std::string>& args) {
+    int out[2], err[2];
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+      throw std::system_error(errno, std::generic_category(), "pipe2");
+    }
+    std::vector<std::string> storage{ctl_binary().string()};
+    storage.insert(storage.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : storage) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) throw std::system_error(errno, std::generic_category(), "fork");
+    if (pid_ == 0) {
+      dup2(out[1], STDOUT_FILENO);
+      dup2(err[1], STDERR_FILENO);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(out[1]);
+    close(err[1]);
+    out_fd_ = out[0];
+    err_fd_ = err[0];
+  }
+  ~CtlProcess() {
+    if (pid_ > 0 && !reaped_) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    close(out_fd_);
+    close(err_fd_);
+  }
+  CtlProcess(const CtlProcess&) = delete;
+  CtlProcess& operator=(const CtlProcess&) = delete;
+
+  CtlResult wait(std::chrono::seconds timeout = std::chrono::seconds(60)) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    bool out_open = true, err_open = true;
+    while (out_open || err_open) {
+      if (std::chrono::steady_clock::now() >= deadline) {
+        kill(pid_, SIGKILL);
+        result_.err += "\n[ctl_test: killed after timeout]";
+        break;
+      }
+      pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+      if (poll(fds, 2, 100) <= 0) continue;
+      char buf[65536];
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
+        ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        if (n > 0) {
+          (i == 0 ? result_.out : result_.err).append(buf, static_cast<size_t>(n));
+        } else {
+          (i == 0 ? out_open : err_open) = false;
+        }
+      }
+    }
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    reaped_ = true;
+    result_.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return result_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int out_fd_ = -1;
+  int err_fd_ = -1;
+  bool reaped_ = false;
+  CtlResult result_;
+};
+
+CtlResult run_ctl(const std::vector<std::string>& args) {
+  return CtlProcess(args).wait();
+}
+
+std::string describe(const CtlResult& r) {
+  return "exit " + std::to_string(r.exit_status) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
+}
+
+// A scratch directory for sockets and files, removed with everything in it.
+class TempDir {
+ public:
+  TempDir() {
+    std::string pattern = (fs::temp_directory_path() / "glassbox-ctl-XXXXXX").string();
+    if (mkdtemp(pattern.data()) == nullptr) {
+      throw std::system_error(errno, std::generic_category(), "mkdtemp");
+    }
+    path_ = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+bool wait_for_path(const fs::path& path, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!fs::exists(path)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
+// A long-running 2-vCPU, 128 MiB guest (io_loop only touches registers and the UART, so its RAM
+// above the boot structures is free scratch space) with the VMM listening for tools.
+class CtlTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = dir_.path() / "kvmi.sock";
+    vmm_ = std::make_unique<GlassboxProcess>(std::vector<std::string>{
+        "run", "--kernel", glassbox::test::scenario_guest("io_loop").string(), "--cmdline",
+        "100000000", "--cpus", "2", "--memory", "128M", "--name", "ctl-test", "--introspect",
+        "listen:unix:" + socket_.string()});
+    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(20)))
+        << "glassbox never created " << socket_ << "; its output:\n"
+        << vmm_->output_so_far();
+  }
+
+  std::vector<std::string> ctl_args(std::initializer_list<std::string> args) const {
+    std::vector<std::string> v{"--connect", "unix:" + socket_.string()};
+    v.insert(v.end(), args);
+    return v;
+  }
+
+  // The guest bytes at [gpa, gpa + size) read by the test itself through the client library.
+  std::vector<std::byte> read_with_client(std::uint64_t gpa, std::uint64_t size) {
+    auto session = glassbox::client::Session::connect(socket_);
+    EXPECT_TRUE(session.has_value()) << session.error().message;
+    std::vector<std::byte> bytes(size);
+    if (!session) return bytes;
+    for (std::uint64_t off = 0; off < size; off += 4096) {
+      auto chunk = std::span(bytes).subspan(off, std::min<std::uint64_t>(4096, size - off));
+      auto r = (*session)->read_physical(gpa + off, chunk);
+      EXPECT_TRUE(r.has_value()) << r.error().message;
+      if (!r) break;
+    }
+    return bytes;
+  }
+
+  TempDir dir_;
+  fs::path socket_;
+  std::unique_ptr<GlassboxProcess> vmm_;
+};
+
+TEST_F(CtlTest, InfoJsonReportsTwoVcpusAndTheVmIdentity) {
+  auto r = run_ctl(ctl_args({"--json", "info"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["vcpu_count"], 2);
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["vm"]["name"], "ctl-test");
+  EXPECT_EQ(j["vm"]["uuid"].get<std::string>().size(), 36u);
+  // 128 MiB is 0x8000 frames; the VMM may map more (e.g. MMIO) but never less.
+  EXPECT_GE(j["max_gfn"].get<std::uint64_t>(), 0x8000u);
+}
+
+TEST_F(CtlTest, InfoTextNamesEveryField) {
+  auto r = run_ctl(ctl_args({"info"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  for (const char* field : {"VM name:", "VM uuid:", "KVMI version:", "vCPUs:", "max gfn:"}) {
+    EXPECT_NE(r.out.find(field), std::string::npos) << field << "\n" << describe(r);
+  }
+}
+
+TEST_F(CtlTest, ReadShowsTheBootInfoMagic) {
+  auto text = run_ctl(ctl_args({"read", "0x7000", "8"}));
+  ASSERT_EQ(text.exit_status, 0) << describe(text);
+  EXPECT_NE(text.out.find("|GLASSBOX|"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("0000000000007000  47 4c 41 53 53 42 4f 58"), std::string::npos)
+      << text.out;
+
+  auto json = run_ctl(ctl_args({"--json", "read", "0x7000", "8"}));
+  ASSERT_EQ(json.exit_status, 0) << describe(json);
+  auto j = nlohmann::json::parse(json.out);
+  EXPECT_EQ(j["hex"], "474c415353424f58");  // "GLASSBOX"
+  EXPECT_EQ(j["gpa"], "0x7000");
+}
+
+TEST_F(CtlTest, WriteThenReadRoundTrips) {
+  auto w = run_ctl(ctl_args({"write", "0x7ff000", "de ad be ef 01 02"}));
+  ASSERT_EQ(w.exit_status, 0) << describe(w);
+  auto r = run_ctl(ctl_args({"--json", "read", "0x7ff000", "6"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["hex"], "deadbeef0102");
+}
+
+TEST_F(CtlTest, WriteAndReadAcrossAPageBoundarySplitTheRequests) {
+  // KVMI moves at most one page per message; ctl must split 0x7ffffe..0x800002 in two.
+  auto w = run_ctl(ctl_args({"write", "0x7ffffe", "11223344"}));
+  ASSERT_EQ(w.exit_status, 0) << describe(w);
+  auto r = run_ctl(ctl_args({"--json", "read", "0x7ffffe", "4"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  EXPECT_EQ(nlohmann::json::parse(r.out)["hex"], "11223344");
+}
+
+TEST_F(CtlTest, DumpOfOneMibEqualsTheBytesWrittenAndReadBack) {
+  constexpr std::uint64_t kBase = 0x4000000;  // 64 MiB: untouched by io_loop
+  constexpr std::size_t kSize = 1 << 20;
+  std::vector<char> pattern(kSize);
+  std::mt19937 rng(7);
+  for (auto& c : pattern) c = static_cast<char>(rng());
+  fs::path input = dir_.path() / "pattern.bin";
+  std::ofstream(input, std::ios::binary).write(pattern.data(), kSize);
+
+  auto w = run_ctl(ctl_args({"write", "0x4000000", "--file", input.string()}));
+  ASSERT_EQ(w.exit_status, 0) << describe(w);
+
+  fs::path out = dir_.path() / "dump.bin";
+  auto d = run_ctl(ctl_args({"dump", "0x4000000", "1M", "--out", out.string()}));
+  ASSERT_EQ(d.exit_status, 0) << describe(d);
+  // stderr is a pipe here: only the summary, never a progress frame.
+  EXPECT_EQ(d.err.find('\r'), std::string::npos) << d.err;
+  EXPECT_NE(d.err.find("MB/s"), std::string::npos) << d.err;
+  EXPECT_FALSE(fs::exists(out.string() + ".partial"));
+
+  std::ifstream in(out, std::ios::binary);
+  std::vector<char> dumped((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_EQ(dumped.size(), kSize);
+  EXPECT_TRUE(dumped == pattern) << "dump differs from the bytes written";
+
+  auto read_back = read_with_client(kBase, kSize);
+  EXPECT_EQ(std::memcmp(read_back.data(), dumped.data(), kSize), 0)
+      << "dump differs from the bytes the client library reads";
+}
+
+TEST_F(CtlTest, VmmErrorsExitOneAndNameTheKvmiError) {
+  // Far beyond the 128 MiB guest: the VMM answers -KVM_ENOENT.
+  auto r = run_ctl(ctl_args({"read", "0x10000000000", "16"}));
+  EXPECT_EQ(r.exit_status, 1) << describe(r);
+  EXPECT_NE(r.err.find("-KVM_ENOENT"), std::string::npos) << describe(r);
+  EXPECT_NE(r.err.find("0x10000000000"), std::string::npos) << describe(r);
+
+  auto j = run_ctl(ctl_args({"--json", "read", "0x10000000000", "16"}));
+  EXPECT_EQ(j.exit_status, 1) << describe(j);
+  auto error = nlohmann::json::parse(j.out)["error"];
+  EXPECT_EQ(error["kind"], "kvmi");
+  EXPECT_EQ(error["code"], -2);
+
+  // A failed dump leaves no output file behind.
+  fs::path out = dir_.path() / "nothing.bin";
+  auto d = run_ctl(ctl_args({"dump", "0x10000000000", "64K", "--out", out.string()}));
+  EXPECT_EQ(d.exit_status, 1) << describe(d);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_FALSE(fs::exists(out.string() + ".partial"));
+}
+
+TEST(CtlAcceptTest, AcceptWaitsForAVmmThatConnectsToTheTool) {
+  TempDir dir;
+  fs::path socket = dir.path() / "tool.sock";
+  CtlProcess ctl({"--accept", "unix:" + socket.string(), "--timeout", "30", "--json", "info"});
+  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(10)));
+  GlassboxProcess vmm({"run", "--kernel", glassbox::test::scenario_guest("io_loop").string(),
+                       "--cmdline", "100000000", "--cpus", "2", "--introspect",
+                       "unix:" + socket.string()});
+  auto r = ctl.wait();
+  ASSERT_EQ(r.exit_status, 0) << describe(r) << "\nVMM:\n" << vmm.output_so_far();
+  EXPECT_EQ(nlohmann::json::parse(r.out)["vcpu_count"], 2);
+}
+
+TEST(CtlSecretTest, TheRightSecretIsAcceptedAndAWrongOneExitsOne) {
+  TempDir dir;
+  fs::path socket = dir.path() / "kvmi.sock";
+  fs::path secret = dir.path() / "secret";
+  fs::path wrong = dir.path() / "wrong";
+  std::ofstream(secret) << "open sesame";
+  std::ofstream(wrong) << "open barley";
+  GlassboxProcess vmm({"run", "--kernel", glassbox::test::scenario_guest("io_loop").string(),
+                       "--cmdline", "100000000", "--introspect", "listen:unix:" + socket.string(),
+                       "--secret", secret.string()});
+  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(20))) << vmm.output_so_far();
+  const std::string endpoint = "unix:" + socket.string();
+
+  auto refused = run_ctl({"--connect", endpoint, "--secret", wrong.string(), "info"});
+  EXPECT_EQ(refused.exit_status, 1) << describe(refused);
+  EXPECT_NE(refused.err.find("--secret"), std::string::npos) << describe(refused);
+
+  auto accepted = run_ctl({"--connect", endpoint, "--secret", secret.string(), "--json", "info"});
+  ASSERT_EQ(accepted.exit_status, 0) << describe(accepted);
+  EXPECT_EQ(nlohmann::json::parse(accepted.out)["vcpu_count"], 1);
+}
+
+TEST(CtlUsageTest, BadArgumentsExitTwoAndNameTheArgument) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"--connect", "unix:/nonexistent", "read", "zz"}, "GPA"},
+      {{"--connect", "unix:/nonexistent", "read", "0x7000", "5Q"}, "LEN"},
+      {{"--connect", "unix:/nonexistent", "read"}, "GPA"},
+      {{"--connect", "unix:/nonexistent", "write", "0x1000", "abc"}, "HEX"},
+      {{"--connect", "unix:/nonexistent", "write", "0x1000"}, "HEX"},
+      {{"--connect", "unix:/nonexistent", "dump", "0", "1M"}, "--out"},
+      {{"--connect", "unix:/nonexistent", "dump", "0", "1M", "-o", "x", "--window", "0"},
+       "--window"},
+      {{"--connect", "/no/scheme", "info"}, "--connect"},
+      {{"info"}, "--connect"},
+      {{"--connect", "unix:/a", "--accept", "unix:/b", "info"}, "--connect/--accept"},
+      {{"--connect", "unix:/nonexistent", "frobnicate"}, "frobnicate"},
+  };
+  for (const auto& c : cases) {
+    auto r = run_ctl(c.args);
+    EXPECT_EQ(r.exit_status, 2) << c.names << ": " << describe(r);
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << c.names << ": " << describe(r);
+  }
+}
+
+TEST(CtlUsageTest, NoVmmListeningExitsOne) {
+  auto r = run_ctl({"--connect", "unix:/nonexistent/kvmi.sock", "info"});
+  EXPECT_EQ(r.exit_status, 1) << describe(r);
+  EXPECT_NE(r.err.find("/nonexistent/kvmi.sock"), std::string::npos) << describe(r);
+}
+
+}  // namespace

@@ -1,0 +1,96 @@
+// Turning the global options into a connected, handshaken session.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "ctl.h"
+#include "glassbox/client/listener.h"
+#include "parse.h"
+
+namespace glassbox::ctl {
+
+namespace {
+
+std::chrono::milliseconds timeout_of(const GlobalOptions& options) {
+  return std::chrono::milliseconds(static_cast<std::int64_t>(options.timeout_seconds * 1000.0));
+}
+
+}  // namespace
+
+void check_global_options(const GlobalOptions& options) {
+  if (options.connect.empty() == options.accept.empty()) {
+    if (options.connect.empty()) {
+      throw UsageError("--connect/--accept", "no VMM to talk to",
+                       "pass --connect unix:PATH (glassbox --introspect listen:unix:PATH) or "
+                       "--accept unix:PATH (glassbox --introspect unix:PATH)");
+    }
+    throw UsageError("--connect/--accept", "both were given", "pass exactly one of them");
+  }
+  const bool connecting = !options.connect.empty();
+  auto endpoint = parse_endpoint(connecting ? options.connect : options.accept);
+  if (!endpoint) {
+    throw UsageError(connecting ? "--connect" : "--accept", endpoint.error(),
+                     "write it as unix:/path/to/socket");
+  }
+  if (!(options.timeout_seconds > 0.0)) {
+    throw UsageError("--timeout", "must be positive", "pass a number of seconds such as 10");
+  }
+}
+
+client::Result<std::unique_ptr<client::Session>> open_session(const GlobalOptions& options) {
+  client::SessionOptions session_options;
+  session_options.handshake_timeout = timeout_of(options);
+  session_options.reply_timeout = timeout_of(options);
+  if (!options.secret_file.empty()) {
+    auto secret = client::read_secret_file(options.secret_file);
+    if (!secret) return std::unexpected(std::move(secret.error()));
+    session_options.secret = std::move(*secret);
+  }
+  if (!options.connect.empty()) {
+    return client::Session::connect(parse_endpoint(options.connect)->path,
+                                    std::move(session_options));
+  }
+  auto listener = client::Listener::listen(parse_endpoint(options.accept)->path);
+  if (!listener) return std::unexpected(std::move(listener.error()));
+  if (!options.json) {
+    // A human waiting on --accept wants to know the tool is ready for the VMM.
+    std::fprintf(stderr, "waiting for the VMM on %s ...\n", listener->path().c_str());
+  }
+  return listener->accept(std::move(session_options), timeout_of(options));
+}
+
+std::uint64_t size_argument(const std::string& argument, const std::string& text) {
+  auto value = parse_size(text);
+  if (!value) {
+    throw UsageError(argument, value.error(),
+                     "use a decimal or 0x-hex number, optionally with K, M or G (e.g. 0x7000, 4K)");
+  }
+  return *value;
+}
+
+void Output::print_json(const nlohmann::json& value) const {
+  std::fputs((value.dump(2) + "\n").c_str(), stdout);
+}
+
+int Output::vmm_error(const client::Error& error, const std::string& context) const {
+  std::string text = context.empty() ? error.message : context + ": " + error.message;
+  if (error.kind == client::ErrorKind::Closed) {
+    // The §5.3 handshake has no refusal message: a VMM that rejects the cookie just closes, and
+    // the tool only learns it at its first command.
+    text +=
+        " (the VMM closed the connection; if it runs with --secret, pass the same file "
+        "with --secret)";
+  }
+  std::fprintf(stderr, "glassbox-ctl: %s\n", text.c_str());
+  if (json_) {
+    nlohmann::json j;
+    j["error"] = {{"kind", std::string(client::error_kind_name(error.kind))},
+                  {"code", error.code},
+                  {"message", text}};
+    print_json(j);
+  }
+  return kExitVmm;
+}
+
+}  // namespace glassbox::ctl
