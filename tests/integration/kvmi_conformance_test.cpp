@@ -309,8 +309,9 @@ TEST_F(KvmiConformance, CheckEventRefusesWhatStockKvmCannotIntercept) {
 }
 
 TEST_F(KvmiConformance, CheckEventRefusesDisallowedEvents) {
-  start({"--allow-events", "unhook,breakpoint"});
-  EXPECT_TRUE(session_->check_event(static_cast<std::uint16_t>(kvmi::EventId::Breakpoint)));
+  start({"--allow-events", "unhook,trap"});
+  auto trap = session_->check_event(static_cast<std::uint16_t>(kvmi::EventId::Trap));
+  EXPECT_TRUE(trap) << trap.error().message;
   auto pf = session_->check_event(static_cast<std::uint16_t>(kvmi::EventId::Pf));
   ASSERT_FALSE(pf);
   EXPECT_TRUE(pf.error().is(kvmi::Errno::Perm));
