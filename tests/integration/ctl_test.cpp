@@ -362,4 +362,208 @@ TEST(CtlUsageTest, NoVmmListeningExitsOne) {
   EXPECT_NE(r.err.find("/nonexistent/kvmi.sock"), std::string::npos) << describe(r);
 }
 
+// ---- vCPU commands (regs, translate, inject, pause, resume) on glassbox's guest kernel ----
+
+// The guest kernel on 2 vCPUs in beacon mode: vCPU 1 runs only the beacon, a CPL3 loop that
+// keeps the VM up until a tool ends it (here: an injected #PF kills it and the guest powers off).
+class CtlVcpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    socket_ = dir_.path() / "kvmi.sock";
+    vmm_ = std::make_unique<GlassboxProcess>(std::vector<std::string>{
+        "run", "--kernel", glassbox::test::guest_kernel().string(), "--cpus", "2", "--cmdline",
+        "beacon", "--introspect", "listen:unix:" + socket_.string()});
+    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(20))) << vmm_->output_so_far();
+    // Past boot: page tables, IDT and LSTAR are set up once the SYSCALL probe has printed.
+    ASSERT_TRUE(vmm_->wait_for_output("syscall:", std::chrono::seconds(30)))
+        << vmm_->output_so_far();
+  }
+
+  std::vector<std::string> ctl_args(std::initializer_list<std::string> args) const {
+    std::vector<std::string> v{"--connect", "unix:" + socket_.string()};
+    v.insert(v.end(), args);
+    return v;
+  }
+
+  // Kills the beacon with an injected #PF and expects the guest to finish normally: proof that
+  // the VM runs (and that no vCPU was left paused).
+  void end_beacon_and_expect_a_clean_exit() {
+    auto r = run_ctl(ctl_args({"inject", "--vcpu", "1", "PF", "--address", "0xbad000", "--user"}));
+    ASSERT_EQ(r.exit_status, 0) << describe(r);
+    EXPECT_TRUE(vmm_->wait_for_output("all processes done", std::chrono::seconds(60)))
+        << vmm_->output_so_far();
+    auto result = vmm_->wait(std::chrono::seconds(60));
+    EXPECT_EQ(result.exit_status, 0) << result.err;
+  }
+
+  TempDir dir_;
+  fs::path socket_;
+  std::unique_ptr<GlassboxProcess> vmm_;
+};
+
+TEST_F(CtlVcpuTest, RegsJsonShowsBothVcpusInLongModeWithLstar) {
+  // vCPU 1 programs LSTAR a little after vCPU 0 prints the probe; read until both have.
+  nlohmann::json j;
+  bool both = false;
+  for (int attempt = 0; attempt < 50 && !both; ++attempt) {
+    auto r = run_ctl(ctl_args({"--json", "regs", "--msr", "0xc0000082"}));
+    ASSERT_EQ(r.exit_status, 0) << describe(r);
+    j = nlohmann::json::parse(r.out);
+    ASSERT_EQ(j["vcpus"].size(), 2u) << r.out;
+    both = true;
+    for (const auto& v : j["vcpus"]) {
+      both = both && v["msrs"]["0xc0000082"].get<std::string>() != "0x0";
+    }
+    if (!both) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(both) << j.dump(2);
+  EXPECT_TRUE(j["paused"].get<bool>());
+  for (int i = 0; i < 2; ++i) {
+    const auto& v = j["vcpus"][i];
+    EXPECT_EQ(v["vcpu"], i);
+    EXPECT_EQ(v["mode"], 8);
+    for (const char* field :
+         {"rax", "rsp", "rip", "rflags", "cr0", "cr2", "cr3", "cr4", "efer", "cs", "ss"}) {
+      EXPECT_TRUE(v.contains(field)) << field;
+    }
+    EXPECT_EQ(v["cr0"].get<std::string>().substr(0, 4), "0x80") << "paging is on";
+  }
+  EXPECT_EQ(j["vcpus"][0]["msrs"]["0xc0000082"], j["vcpus"][1]["msrs"]["0xc0000082"]);
+
+  // The text table, one vCPU, read on the fly, MSR by name.
+  auto text = run_ctl(ctl_args({"regs", "--vcpu", "1", "--no-pause", "--msr", "lstar"}));
+  ASSERT_EQ(text.exit_status, 0) << describe(text);
+  for (const char* row :
+       {"vcpu 1", "rip ", "cr3 ", "efer ", "cs ", "mode ", "8 (64-bit)", "lstar (0xc0000082)"}) {
+    EXPECT_NE(text.out.find(row), std::string::npos) << row << "\n" << text.out;
+  }
+  EXPECT_EQ(text.out.find("vcpu 0"), std::string::npos) << text.out;
+
+  auto missing = run_ctl(ctl_args({"regs", "--vcpu", "5"}));
+  EXPECT_EQ(missing.exit_status, 2) << describe(missing);
+  EXPECT_NE(missing.err.find("--vcpu"), std::string::npos) << describe(missing);
+}
+
+TEST_F(CtlVcpuTest, TranslateGivesTheGpaOfTheBeaconsCodeAndRefusesUnmappedAddresses) {
+  auto t = run_ctl(ctl_args({"--json", "translate", "0x40000000", "--vcpu", "1"}));
+  ASSERT_EQ(t.exit_status, 0) << describe(t);
+  auto j = nlohmann::json::parse(t.out);
+  EXPECT_TRUE(j["mapped"].get<bool>());
+  const std::string gpa = j["gpa"];
+  ASSERT_EQ(gpa.substr(0, 2), "0x") << t.out;
+  // User code lives in RAM below the 128 MiB default, page-aligned like the GVA.
+  const auto value = std::stoull(gpa, nullptr, 16);
+  EXPECT_EQ(value & 0xfff, 0u);
+  EXPECT_LT(value, 128ull << 20);
+
+  auto r = run_ctl(ctl_args({"--json", "read", gpa, "64"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  const std::string hex = nlohmann::json::parse(r.out)["hex"];
+  EXPECT_NE(hex, std::string(128, '0')) << "no code at " << gpa;
+
+  auto text = run_ctl(ctl_args({"translate", "0x40000000", "--vcpu", "1"}));
+  ASSERT_EQ(text.exit_status, 0) << describe(text);
+  EXPECT_EQ(text.out, "0x40000000 -> " + gpa + "\n");
+
+  auto unmapped = run_ctl(ctl_args({"translate", "0x7f0000000000", "--vcpu", "1"}));
+  EXPECT_EQ(unmapped.exit_status, 1) << describe(unmapped);
+  EXPECT_NE(unmapped.out.find("not mapped"), std::string::npos) << describe(unmapped);
+  auto unmapped_json = run_ctl(ctl_args({"--json", "translate", "0x7f0000000000"}));
+  EXPECT_EQ(unmapped_json.exit_status, 1) << describe(unmapped_json);
+  EXPECT_FALSE(nlohmann::json::parse(unmapped_json.out)["mapped"].get<bool>());
+}
+
+TEST_F(CtlVcpuTest, InjectedPageFaultIsReportedByTheTrapAndKillsTheBeacon) {
+  auto r = run_ctl(ctl_args({"--json", "inject", "--vcpu", "1", "14", "--error-code", "6",
+                             "--address", "0xdead000", "--user"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["vcpu"], 1);
+  EXPECT_EQ(j["at"]["cpl"], 3);
+  EXPECT_EQ(j["delivered"]["vector"], 14);
+  EXPECT_EQ(j["delivered"]["name"], "#PF");
+  EXPECT_EQ(j["delivered"]["error_code"], 6);
+  EXPECT_EQ(j["delivered"]["cr2"], "0xdead000");
+  ASSERT_TRUE(vmm_->wait_for_output("cr2 0xdead000", std::chrono::seconds(30)))
+      << vmm_->output_so_far();
+  const std::string console = vmm_->output_so_far();
+  const auto killed = console.find("killed: #PF");
+  ASSERT_NE(killed, std::string::npos) << console;
+  const auto line_start = console.rfind('\n', killed) + 1;
+  EXPECT_EQ(console.compare(line_start, 8, "process "), 0) << console;
+  EXPECT_NE(console.find("cr2 0xdead000", killed), std::string::npos) << console;
+  // With the beacon gone every process ends and the guest powers off normally.
+  auto result = vmm_->wait(std::chrono::seconds(60));
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+}
+
+TEST_F(CtlVcpuTest, PauseForOneSecondThenTheVmContinues) {
+  const auto start = std::chrono::steady_clock::now();
+  auto r = run_ctl(ctl_args({"pause", "--for", "1s"}));
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  EXPECT_GE(elapsed, std::chrono::milliseconds(1000));
+  EXPECT_NE(r.out.find("vcpu 0: rip 0x"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vcpu 1: rip 0x"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("cr3 0x"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("s (--for elapsed)"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(socket_.string() + ".pause-pid"));
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST_F(CtlVcpuTest, ResumeFromAnotherProcessEndsABackgroundPause) {
+  const fs::path pid_file = socket_.string() + ".pause-pid";
+  auto none = run_ctl(ctl_args({"resume"}));
+  EXPECT_EQ(none.exit_status, 1) << describe(none);
+  EXPECT_NE(none.err.find("no pause"), std::string::npos) << describe(none);
+
+  CtlProcess pause(ctl_args({"--json", "pause"}));
+  ASSERT_TRUE(wait_for_path(pid_file, std::chrono::seconds(20)));
+  // Held: it does not end on its own.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  ASSERT_TRUE(fs::exists(pid_file));
+
+  auto resumed = run_ctl(ctl_args({"resume"}));
+  EXPECT_EQ(resumed.exit_status, 0) << describe(resumed);
+  EXPECT_NE(resumed.out.find("resumed"), std::string::npos) << describe(resumed);
+  EXPECT_FALSE(fs::exists(pid_file)) << "resume returns once the holder is gone";
+  auto held = pause.wait(std::chrono::seconds(20));
+  ASSERT_EQ(held.exit_status, 0) << describe(held);
+  auto j = nlohmann::json::parse(held.out);
+  EXPECT_EQ(j["resumed_by"], "SIGTERM");
+  EXPECT_EQ(j["vcpus"].size(), 2u);
+  EXPECT_GE(j["held_seconds"].get<double>(), 0.5);
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST(CtlUsageTest, VcpuCommandsRefuseBadArgumentsWithExitTwo) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"regs", "--vcpu", "one"}, "--vcpu"},
+      {{"regs", "--msr", "lstr"}, "--msr"},
+      {{"regs", "--msr", "0x100000000"}, "--msr"},
+      {{"pause", "--for", "soon"}, "--for"},
+      {{"pause", "--for", "1y"}, "--for"},
+      {{"translate"}, "GVA"},
+      {{"translate", "0xzz"}, "GVA"},
+      {{"translate", "0x1000", "--vcpu", "all"}, "--vcpu"},
+      {{"inject", "14"}, "--vcpu"},
+      {{"inject", "--vcpu", "1"}, "VECTOR"},
+      {{"inject", "--vcpu", "1", "32"}, "VECTOR"},
+      {{"inject", "--vcpu", "1", "#XX"}, "VECTOR"},
+      {{"inject", "--vcpu", "1", "PF", "--error-code", "0x100000000"}, "--error-code"},
+      {{"inject", "--vcpu", "1", "PF", "--address", "nowhere"}, "--address"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{"--connect", "unix:/nonexistent"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    auto r = run_ctl(args);
+    EXPECT_EQ(r.exit_status, 2) << c.names << ": " << describe(r);
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << c.names << ": " << describe(r);
+  }
+}
+
 }  // namespace

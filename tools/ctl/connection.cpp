@@ -69,6 +69,46 @@ std::uint64_t size_argument(const std::string& argument, const std::string& text
   return *value;
 }
 
+std::string socket_path(const GlobalOptions& options) {
+  auto endpoint = parse_endpoint(options.connect.empty() ? options.accept : options.connect);
+  return endpoint ? endpoint->path : std::string();
+}
+
+std::string pause_pid_path(const GlobalOptions& options) {
+  return socket_path(options) + ".pause-pid";
+}
+
+std::uint32_t vcpu_argument(const std::string& argument, const std::string& text, bool allow_all) {
+  if (allow_all && text == "all") return kAllVcpus;
+  auto value = parse_size(text);
+  if (!value || *value > 0xfffe) {
+    throw UsageError(
+        argument, value ? "'" + text + "' is too large" : value.error(),
+        allow_all ? "give a vCPU index (0, 1, ...) or 'all'" : "give a vCPU index (0, 1, ...)");
+  }
+  return static_cast<std::uint32_t>(*value);
+}
+
+std::expected<std::uint32_t, int> checked_vcpu_count(client::Session& session, const Output& out,
+                                                     const std::string& argument,
+                                                     std::uint32_t vcpu) {
+  auto count = session.get_vcpu_count();
+  if (!count) return std::unexpected(out.vmm_error(count.error(), "cannot get the vCPU count"));
+  if (vcpu != kAllVcpus && vcpu >= *count) {
+    // Only the VMM knows the count, so this usage error is found after connecting.
+    std::fprintf(stderr, "glassbox-ctl: %s: vCPU %u does not exist; the VM has %u (0-%u)\n",
+                 argument.c_str(), vcpu, *count, *count - 1);
+    if (out.json()) {
+      out.print_json({{"error",
+                       {{"kind", "usage"},
+                        {"message", fmt::format("{}: vCPU {} does not exist; the VM has {}",
+                                                argument, vcpu, *count)}}}});
+    }
+    return std::unexpected(kExitUsage);
+  }
+  return *count;
+}
+
 void Output::print_json(const nlohmann::json& value) const {
   std::fputs((value.dump(2) + "\n").c_str(), stdout);
 }

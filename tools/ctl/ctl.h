@@ -9,6 +9,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include <expected>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -60,11 +61,14 @@ class Output {
 };
 
 using Run = std::function<int(client::Session&, const Output&)>;
+// A command that must not connect (e.g. `resume`, which talks to the process holding the VM).
+using LocalRun = std::function<int(const Output&)>;
 
 struct Ctl {
   GlobalOptions options;
-  // Set by the chosen subcommand's callback; empty when only --help ran.
+  // Set by the chosen subcommand's callback (one of the two); both empty when only --help ran.
   Run run;
+  LocalRun run_local;
 };
 
 // One registration function per file in commands/.
@@ -72,6 +76,11 @@ void add_info_command(CLI::App& app, Ctl& ctl);
 void add_read_command(CLI::App& app, Ctl& ctl);
 void add_write_command(CLI::App& app, Ctl& ctl);
 void add_dump_command(CLI::App& app, Ctl& ctl);
+void add_regs_command(CLI::App& app, Ctl& ctl);
+void add_pause_command(CLI::App& app, Ctl& ctl);
+void add_resume_command(CLI::App& app, Ctl& ctl);
+void add_translate_command(CLI::App& app, Ctl& ctl);
+void add_inject_command(CLI::App& app, Ctl& ctl);
 
 // Opens the session the global options describe (connect or accept, secret, timeouts).
 client::Result<std::unique_ptr<client::Session>> open_session(const GlobalOptions& options);
@@ -80,5 +89,19 @@ void check_global_options(const GlobalOptions& options);
 
 // parse_size for a named argument; throws UsageError naming it.
 std::uint64_t size_argument(const std::string& argument, const std::string& text);
+
+// The socket path of --connect or --accept (valid after check_global_options).
+std::string socket_path(const GlobalOptions& options);
+// Where a running `pause` records its pid for `resume`: "<socket path>.pause-pid".
+std::string pause_pid_path(const GlobalOptions& options);
+
+// A vCPU index for a named argument; "all" gives kAllVcpus when `allow_all`. Throws UsageError.
+inline constexpr std::uint32_t kAllVcpus = ~0u;
+std::uint32_t vcpu_argument(const std::string& argument, const std::string& text, bool allow_all);
+// The VM's vCPU count, checking that `vcpu` (unless kAllVcpus) is below it. On failure the
+// error is printed and the unexpected value is the exit status (kExitUsage for a bad index).
+std::expected<std::uint32_t, int> checked_vcpu_count(client::Session& session, const Output& out,
+                                                     const std::string& argument,
+                                                     std::uint32_t vcpu);
 
 }  // namespace glassbox::ctl

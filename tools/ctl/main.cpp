@@ -1,7 +1,7 @@
 // glassbox-ctl: a command-line KVMI tool over the client library.
 //
 // Adding a subcommand: write commands/NAME.cpp with add_NAME_command(), declare it in ctl.h and
-// call it below. Planned: regs, pause, resume, translate, watch, protect, msr, break, step.
+// call it below. Planned: watch, protect, msr, break, step.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -39,10 +39,19 @@ int run(int argc, char** argv) {
   add_read_command(app, ctl);
   add_write_command(app, ctl);
   add_dump_command(app, ctl);
+  add_regs_command(app, ctl);
+  add_pause_command(app, ctl);
+  add_resume_command(app, ctl);
+  add_translate_command(app, ctl);
+  add_inject_command(app, ctl);
 
   try {
     app.parse(argc, argv);
-    if (!ctl.run) return usage_error("no command given; use info, read, write or dump");
+    if (!ctl.run && !ctl.run_local) {
+      return usage_error(
+          "no command given; use info, read, write, dump, regs, pause, resume, translate or "
+          "inject");
+    }
     check_global_options(ctl.options);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -54,6 +63,7 @@ int run(int argc, char** argv) {
     return usage_error(e.what());
   }
   Output out(ctl.options.json);
+  if (ctl.run_local) return ctl.run_local(out);
   auto session = open_session(ctl.options);
   if (!session) return out.vmm_error(session.error(), "cannot open a KVMI session");
   int status = ctl.run(**session, out);

@@ -108,6 +108,33 @@ std::expected<std::vector<std::byte>, std::string> parse_hex_bytes(std::string_v
   return out;
 }
 
+std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view text) {
+  if (text.empty()) return std::unexpected("empty duration");
+  double value = 0;
+  auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value, std::chars_format::fixed);
+  if (end == text.data() || ec != std::errc()) {
+    return std::unexpected("'" + std::string(text) + "' is not a duration");
+  }
+  std::string_view unit(end, text.data() + text.size() - end);
+  static constexpr std::array<std::pair<std::string_view, double>, 5> kUnits = {{
+      {"", 1000.0},
+      {"ms", 1.0},
+      {"s", 1000.0},
+      {"m", 60'000.0},
+      {"h", 3'600'000.0},
+  }};
+  for (const auto& [name, ms_per_unit] : kUnits) {
+    if (!iequals(unit, name)) continue;
+    const double ms = value * ms_per_unit;
+    if (!(ms >= 0.0)) return std::unexpected("'" + std::string(text) + "' is negative");
+    if (ms > 86'400'000.0) return std::unexpected("'" + std::string(text) + "' is over a day");
+    return std::chrono::milliseconds(static_cast<std::int64_t>(ms + 0.5));
+  }
+  return std::unexpected("'" + std::string(text) + "' has an unknown unit '" + std::string(unit) +
+                         "' (use ms, s, m or h)");
+}
+
 std::expected<Endpoint, std::string> parse_endpoint(std::string_view text) {
   constexpr std::string_view kUnix = "unix:";
   if (!text.starts_with(kUnix)) {

@@ -4,6 +4,7 @@
 // nothing here throws.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <expected>
@@ -20,6 +21,10 @@ std::expected<std::uint64_t, std::string> parse_size(std::string_view text);
 // "474c415353", "0x47 4c", "47:4c:41" -> bytes. Whitespace, ':' and '_' between byte pairs are
 // ignored so pasted hex dumps work; an odd digit count is refused rather than guessed.
 std::expected<std::vector<std::byte>, std::string> parse_hex_bytes(std::string_view text);
+
+// "1s", "500ms", "1.5s", "2m", "1h", or a bare number of seconds ("10"). Negative values and
+// values beyond a day are refused.
+std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string_view text);
 
 // Where to meet the VMM. Only unix sockets exist today; the scheme is kept so "vsock:" can come.
 struct Endpoint {
