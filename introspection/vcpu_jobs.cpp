@@ -5,7 +5,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <future>
 #include <vector>
 
 #include "glassbox/kvmi/errors.h"
@@ -45,21 +44,20 @@ HandlerResult pause_vcpu(const std::shared_ptr<Session>& session, vmm::VcpuThrea
   }
   state.pending_pauses.fetch_add(1, std::memory_order_acq_rel);
   vcpu.request_gate();
-  if (pause.wait) {
-    // The reply then means "this vCPU is not running guest code": the acknowledging job runs
-    // either before the next entry or while the vCPU already waits in an event. Bounded, so a
-    // wedged vCPU cannot stall the receiving thread for long.
-    auto acknowledged = std::make_shared<std::promise<void>>();
-    auto done = acknowledged->get_future();
-    vcpu.post([acknowledged](vmm::VcpuThread&) { acknowledged->set_value(); });
-    if (done.wait_for(std::chrono::seconds(1)) != std::future_status::ready) {
-      spdlog::warn("introspection: vCPU {} did not leave the guest within 1 s of a pause",
-                   vcpu.index());
-    }
-  } else {
+  if (!pause.wait) {
     vcpu.kick();
+    return send_reply(*session, message.hdr, static_cast<kvmi::Errno>(0));
   }
-  return send_reply(*session, message.hdr, static_cast<kvmi::Errno>(0));
+  // With `wait` the reply means "this vCPU is not running guest code": the vCPU thread sends it
+  // from a job, which runs before the next entry or while the vCPU already waits in an event.
+  // The receiving thread goes on reading meanwhile (a pause of every vCPU stops them in parallel).
+  vcpu.post([session, hdr = message.hdr](vmm::VcpuThread&) {
+    if (session->closed()) return;
+    if (auto sent = send_reply(*session, hdr, static_cast<kvmi::Errno>(0)); !sent) {
+      session->close(sent.error());
+    }
+  });
+  return {};
 }
 
 // What a queued message needs once the receiving thread's buffer is reused.

@@ -161,7 +161,7 @@ void Machine::request_stop(StopRequest request) {
   {
     std::lock_guard lock(stop_mutex_);
     if (!stop_) stop_ = std::move(request);
-    stop_requested_.store(true, std::memory_order_release);
+    stop_requested_.store(true, std::memory_order_seq_cst);
   }
   const std::uint64_t one = 1;
   [[maybe_unused]] auto n = ::write(stop_fd_.get(), &one, sizeof one);

@@ -57,7 +57,9 @@ void VcpuThread::kick() {
     std::lock_guard lock(work_mutex_);
   }
   work_cv_.notify_all();
-  if (running_.load(std::memory_order_acquire)) {
+  // Only a thread in (or about to enter) KVM_RUN needs the signal; one blocked in
+  // run_work_until() was woken above. Pairs with the store-then-check in thread_main().
+  if (in_guest_.load(std::memory_order_seq_cst)) {
     pthread_kill(native_handle_.load(std::memory_order_acquire), kick_signal());
   }
 }
@@ -66,7 +68,7 @@ void VcpuThread::post(Work work) {
   {
     std::lock_guard lock(work_mutex_);
     work_.push_back(std::move(work));
-    work_pending_.store(true, std::memory_order_release);
+    work_pending_.store(true, std::memory_order_seq_cst);
   }
   kick();
 }
@@ -167,7 +169,16 @@ void VcpuThread::thread_main() {
         if (machine_.stop_requested()) break;
       }
       if (machine_.stop_requested()) break;
+      // Announce the entry, then look once more: a kick either sees in_guest_ and signals
+      // (immediate_exit makes KVM_RUN return at once), or its flag is seen here.
+      in_guest_.store(true, std::memory_order_seq_cst);
+      if (work_pending_.load(std::memory_order_seq_cst) ||
+          gate_requested_.load(std::memory_order_seq_cst) || machine_.stop_requested()) {
+        in_guest_.store(false, std::memory_order_seq_cst);
+        continue;
+      }
       auto outcome = vcpu_.run_once();
+      in_guest_.store(false, std::memory_order_seq_cst);
       run->immediate_exit = 0;
       if (!outcome) {
         fail(fmt::format("vCPU {}: {}", vcpu_.index(), outcome.error().message()));

@@ -54,7 +54,7 @@ class VcpuThread {
 
   // Asks the vCPU to pass through the machine's entry gate before its next entry (any thread).
   // Call post() or kick() afterwards to get it out of KVM_RUN.
-  void request_gate() { gate_requested_.store(true, std::memory_order_release); }
+  void request_gate() { gate_requested_.store(true, std::memory_order_seq_cst); }
 
   // ---- State access for code running on this vCPU's thread ----
   kvm::Vcpu& vcpu() { return vcpu_; }
@@ -93,6 +93,7 @@ class VcpuThread {
   std::thread thread_;
   std::atomic<pthread_t> native_handle_{};
   std::atomic<bool> running_{false};
+  std::atomic<bool> in_guest_{false};  // between the last pre-entry check and KVM_RUN's return
   std::atomic<std::uint64_t> exits_{0};
 
   std::mutex work_mutex_;
