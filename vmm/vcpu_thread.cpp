@@ -3,6 +3,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <chrono>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -94,6 +95,14 @@ bool VcpuThread::run_work_until(const std::function<bool()>& done) {
     run_posted_work();
     if (done()) return true;
     if (machine_.stop_requested()) return false;
+    // A tool usually follows an event with commands at once; a short spin catches them without
+    // the cost of blocking and being woken (bounded, so an idle wait does not burn a core).
+    const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(50);
+    while (!work_pending_.load(std::memory_order_acquire) &&
+           std::chrono::steady_clock::now() < spin_until) {
+      __builtin_ia32_pause();
+    }
+    if (work_pending_.load(std::memory_order_acquire)) continue;
     std::unique_lock lock(work_mutex_);
     work_cv_.wait(lock, [&] { return !work_.empty() || machine_.stop_requested(); });
   }
