@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "glassbox/client/session.h"
 
 namespace fs = std::filesystem;
@@ -34,85 +35,19 @@ namespace {
 
 constexpr std::size_t kPage = 4096;
 
-// The real VMM in the background, killed and reaped on destruction.
-class Vmm {
- public:
-  explicit Vmm(const fs::path& socket) {
-    std::vector<std::string> storage = {
-        GLASSBOX_BINARY, "run",
-        "--kernel",      std::string(GLASSBOX_SCENARIO_DIR) + "/io_loop.elf",
-        "--cmdline",
-        "1000000000",  // runs far longer than the benchmark
-        "--cpus",        "2",
-        "--memory",      "128M",
-        "--introspect",  "listen:unix:" + socket.string()};
-    std::vector<char*> argv;
-    for (auto& s : storage) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int null = open("/dev/null", O_RDWR);
-      dup2(null, STDIN_FILENO);
-      // The guest console and the VMM log would only mix into the table.
-      dup2(null, STDOUT_FILENO);
-      dup2(null, STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (!fs::exists(socket) && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~Vmm() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  Vmm(const Vmm&) = delete;
-  Vmm& operator=(const Vmm&) = delete;
-
- private:
-  pid_t pid_ = -1;
+// The real VMM with the io_loop guest, which runs far longer than the benchmark.
+struct Vmm : glassbox::bench::BackgroundVmm {
+  explicit Vmm(const fs::path& socket)
+      : BackgroundVmm({"run", "--kernel", std::string(GLASSBOX_SCENARIO_DIR) + "/io_loop.elf",
+                       "--cmdline", "1000000000", "--cpus", "2", "--memory", "128M", "--introspect",
+                       "listen:unix:" + socket.string()},
+                      socket) {}
 };
 
-bool io_exact(int fd, void* buf, std::size_t n, bool write) {
-  auto* p = static_cast<char*>(buf);
-  while (n > 0) {
-    ssize_t r = write ? ::write(fd, p, n) : ::read(fd, p, n);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-// Seconds per round trip over a unix stream socketpair, shaped like GET_VERSION: an 8-byte
-// request, a 32-byte reply written by a peer thread (as the VMM's receiving thread does).
+// Seconds per round trip over a unix socketpair, shaped like GET_VERSION: an 8-byte request,
+// a 32-byte reply.
 double raw_round_trip(int iterations) {
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 0;
-  std::thread echo([fd = fds[1]] {
-    char request[8];
-    char reply[32] = {};
-    while (io_exact(fd, request, sizeof request, false)) {
-      if (!io_exact(fd, reply, sizeof reply, true)) break;
-    }
-  });
-  char request[8] = {2};
-  char reply[32];
-  auto start = Clock::now();
-  for (int i = 0; i < iterations; ++i) {
-    io_exact(fds[0], request, sizeof request, true);
-    io_exact(fds[0], reply, sizeof reply, false);
-  }
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  ::shutdown(fds[0], SHUT_RDWR);
-  echo.join();
-  close(fds[0]);
-  close(fds[1]);
-  return seconds / iterations;
+  return glassbox::bench::raw_round_trip_us(iterations, 8, 32) / 1e6;
 }
 
 double get_version_round_trip(glassbox::client::Session& s, int iterations) {
@@ -173,10 +108,7 @@ double memcpy_rate(std::size_t span, int pages) {
          std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
+using glassbox::bench::median;
 
 double median_of(int runs, const std::function<double()>& once) {
   std::vector<double> values;

@@ -36,6 +36,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "glassbox/client/session.h"
 #include "kvm/host_probe.h"
 #include "kvm/long_mode.h"
@@ -52,11 +53,7 @@ double us_since(Clock::time_point start) {
   return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
 }
 
-double median(std::vector<double> v) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
-}
+using glassbox::bench::median;
 
 // One figure per run; reported as the median over runs, with the spread of the runs.
 struct Figure {
@@ -76,44 +73,8 @@ struct Figure {
 constexpr std::size_t kRequestBytes = 24;  // MsgHdr + VcpuHdr + VcpuGetRegisters
 constexpr std::size_t kReplyBytes = 488;   // MsgHdr + ErrorCode + VcpuGetRegistersReply
 
-bool io_exact(int fd, void* buf, std::size_t n, bool write) {
-  auto* p = static_cast<char*>(buf);
-  while (n > 0) {
-    ssize_t r = write ? ::write(fd, p, n) : ::read(fd, p, n);
-    if (r <= 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-// Median µs per round trip over a unix stream socketpair; the reply is written by a peer thread
-// (as the VMM's vCPU thread does).
 double raw_round_trip_us(int iterations) {
-  int fds[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) return 0;
-  std::thread echo([fd = fds[1]] {
-    char request[kRequestBytes];
-    char reply[kReplyBytes] = {};
-    while (io_exact(fd, request, sizeof request, false)) {
-      if (!io_exact(fd, reply, sizeof reply, true)) break;
-    }
-  });
-  char request[kRequestBytes] = {12};
-  char reply[kReplyBytes];
-  std::vector<double> samples;
-  samples.reserve(static_cast<std::size_t>(iterations));
-  for (int i = 0; i < iterations; ++i) {
-    const auto start = Clock::now();
-    io_exact(fds[0], request, sizeof request, true);
-    io_exact(fds[0], reply, sizeof reply, false);
-    samples.push_back(us_since(start));
-  }
-  ::shutdown(fds[0], SHUT_RDWR);
-  echo.join();
-  close(fds[0]);
-  close(fds[1]);
-  return median(samples);
+  return glassbox::bench::raw_round_trip_us(iterations, kRequestBytes, kReplyBytes);
 }
 
 // ---- (2) bare kick floor ------------------------------------------------------------------------
@@ -229,41 +190,12 @@ double bare_kick_us(const glassbox::kvm::System& system, int kicks, bool cpl3) {
 
 // ---- the real VMM -------------------------------------------------------------------------------
 
-// glassbox with the guest kernel in beacon mode, killed and reaped on destruction.
-class Vmm {
- public:
-  explicit Vmm(const fs::path& socket) {
-    std::vector<std::string> storage = {
-        GLASSBOX_BINARY, "run",    "--kernel",     GLASSBOX_GUEST_KERNEL,           "--cpus", "2",
-        "--cmdline",     "beacon", "--introspect", "listen:unix:" + socket.string()};
-    std::vector<char*> argv;
-    for (auto& s : storage) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ == 0) {
-      int null = open("/dev/null", O_RDWR);
-      dup2(null, STDIN_FILENO);
-      dup2(null, STDOUT_FILENO);
-      dup2(null, STDERR_FILENO);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    auto deadline = Clock::now() + std::chrono::seconds(20);
-    while (!fs::exists(socket) && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-  }
-  ~Vmm() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  Vmm(const Vmm&) = delete;
-  Vmm& operator=(const Vmm&) = delete;
-
- private:
-  pid_t pid_ = -1;
+// glassbox with the guest kernel in beacon mode.
+struct Vmm : glassbox::bench::BackgroundVmm {
+  explicit Vmm(const fs::path& socket)
+      : BackgroundVmm({"run", "--kernel", GLASSBOX_GUEST_KERNEL, "--cpus", "2", "--cmdline",
+                       "beacon", "--introspect", "listen:unix:" + socket.string()},
+                      socket) {}
 };
 
 // Median µs per get_registers(vcpu); counts the replies that showed CPL3 in *user.

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.h"
 #include "kvm/host_probe.h"
 #include "kvm/long_mode.h"
 #include "kvm/system.h"
@@ -50,10 +51,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
+using glassbox::bench::median;
 
 // µs per exit of the io_loop instruction mix at CPL0, driven by a bare KVM_RUN loop that only
 // echoes the OUT value back to the IN (the least any VMM must do).
