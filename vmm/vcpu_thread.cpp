@@ -164,7 +164,6 @@ bool VcpuThread::configure() {
 void VcpuThread::thread_main() {
   t_run = vcpu_.run();
   native_handle_.store(pthread_self(), std::memory_order_release);
-  running_.store(true, std::memory_order_release);
   // A stop requested before this thread existed must not be missed.
   if (configure()) {
     kvm_run* run = vcpu_.run();
@@ -194,11 +193,9 @@ void VcpuThread::thread_main() {
         break;
       }
       if (*outcome == kvm::Vcpu::RunOutcome::kInterrupted) continue;
-      exits_.fetch_add(1, std::memory_order_relaxed);
       if (!handle_exit()) break;
     }
   }
-  running_.store(false, std::memory_order_release);
   t_run = nullptr;
 }
 

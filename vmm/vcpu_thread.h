@@ -69,8 +69,6 @@ class VcpuThread {
   Machine& machine() { return machine_; }
 
   int index() const { return vcpu_.index(); }
-  // Exits handled so far (read by benchmarks and diagnostics).
-  std::uint64_t exit_count() const { return exits_.load(std::memory_order_relaxed); }
 
   // Installs the process-wide kick signal handler; call once before any vCPU thread starts.
   static void install_kick_handler();
@@ -92,9 +90,7 @@ class VcpuThread {
   kvm::Vcpu vcpu_;
   std::thread thread_;
   std::atomic<pthread_t> native_handle_{};
-  std::atomic<bool> running_{false};
   std::atomic<bool> in_guest_{false};  // between the last pre-entry check and KVM_RUN's return
-  std::atomic<std::uint64_t> exits_{0};
 
   std::mutex work_mutex_;
   std::condition_variable work_cv_;
