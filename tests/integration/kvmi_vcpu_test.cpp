@@ -13,6 +13,7 @@
 
 #include "glassbox/client/session.h"
 #include "glassbox/kvmi/errors.h"
+#include "kvmi_test_helpers.h"
 #include "run_glassbox.h"
 
 using namespace std::chrono_literals;
@@ -396,11 +397,7 @@ TEST_F(KvmiVcpu, StressInterleavedCommandsPausesAndRepliesAreEachAnsweredOnce) {
 
 template <typename T>
 std::vector<std::byte> message_bytes(kvmi::MessageId id, std::uint32_t seq, const T& body) {
-  kvmi::MsgHdr hdr{static_cast<std::uint16_t>(id), sizeof(T), seq};
-  std::vector<std::byte> bytes(sizeof hdr + sizeof(T));
-  std::memcpy(bytes.data(), &hdr, sizeof hdr);
-  std::memcpy(bytes.data() + sizeof hdr, &body, sizeof(T));
-  return bytes;
+  return glassbox::test::kvmi_support::raw_message(static_cast<std::uint16_t>(id), seq, body);
 }
 
 struct PauseMessage {
