@@ -28,5 +28,7 @@ inline constexpr unsigned long kSetMsrs = _IOC(_IOC_WRITE, KVMIO, 0x89, 8);
 // kvm_xsave is u32 region[1024] followed by a flexible array: 4096 bytes in C.
 inline constexpr std::size_t kXsaveSize = 4096;
 inline constexpr unsigned long kGetXsave = _IOC(_IOC_READ, KVMIO, 0xa4, kXsaveSize);
+// kvm_signal_mask is {u32 len; u8 sigset[]}: 4 bytes in C.
+inline constexpr unsigned long kSetSignalMask = _IOC(_IOC_WRITE, KVMIO, 0x8b, 4);
 
 }  // namespace glassbox::kvm::flex

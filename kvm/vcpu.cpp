@@ -116,6 +116,16 @@ SysResult<std::size_t> Vcpu::set_msrs(std::span<const kvm_msr_entry> entries) {
   return static_cast<std::size_t>(n);
 }
 
+SysResult<void> Vcpu::set_signal_mask(const sigset_t& mask) {
+  // The kernel's sigset is the first 8 bytes of glibc's sigset_t on x86-64.
+  std::uint8_t buf[4 + 8] = {};
+  const std::uint32_t len = 8;
+  std::memcpy(buf, &len, 4);
+  std::memcpy(buf + 4, &mask, 8);
+  if (ioctl(fd_.get(), flex::kSetSignalMask, buf) != 0) return sys_error("KVM_SET_SIGNAL_MASK");
+  return {};
+}
+
 SysResult<void> Vcpu::get_xsave(std::span<std::uint8_t, 4096> out) const {
   static_assert(flex::kXsaveSize == 4096);
   if (ioctl(fd_.get(), flex::kGetXsave, out.data()) != 0) return sys_error("KVM_GET_XSAVE");

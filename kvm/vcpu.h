@@ -3,6 +3,7 @@
 #pragma once
 
 #include <linux/kvm.h>
+#include <signal.h>
 
 #include <cstdint>
 #include <span>
@@ -47,6 +48,8 @@ class Vcpu {
   SysResult<std::size_t> get_msrs(std::span<kvm_msr_entry> entries) const;
   SysResult<std::size_t> set_msrs(std::span<const kvm_msr_entry> entries);
   SysResult<void> set_guest_debug(const kvm_guest_debug& debug);
+  // The signal mask in force while this vCPU is inside KVM_RUN (KVM_SET_SIGNAL_MASK).
+  SysResult<void> set_signal_mask(const sigset_t& mask);
   SysResult<std::uint32_t> get_tsc_khz() const;
   // The legacy 4096-byte XSAVE area (KVM_GET_XSAVE).
   SysResult<void> get_xsave(std::span<std::uint8_t, 4096> out) const;

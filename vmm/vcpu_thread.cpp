@@ -146,6 +146,10 @@ bool VcpuThread::configure() {
   if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
   // Application processors start directly in long mode at the entry, without INIT/SIPI.
   if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
+  sigset_t run_mask;
+  pthread_sigmask(SIG_SETMASK, nullptr, &run_mask);
+  sigdelset(&run_mask, kick_signal());
+  if (!check(vcpu_.set_signal_mask(run_mask))) return false;
   vcpu_.enable_sync_regs(kSyncRegs);
   // Jobs may read the synced registers before the first exit has filled them in.
   auto regs = vcpu_.get_regs();
@@ -163,6 +167,13 @@ bool VcpuThread::configure() {
 
 void VcpuThread::thread_main() {
   t_run = vcpu_.run();
+  // The kick signal stays blocked on this thread except inside KVM_RUN (KVM_SET_SIGNAL_MASK): a
+  // kick that lands anywhere else stays pending and makes the next KVM_RUN return at once, so it
+  // is never lost, whatever a signal handler's timing (sanitizers defer handlers).
+  sigset_t kick_set;
+  sigemptyset(&kick_set);
+  sigaddset(&kick_set, kick_signal());
+  pthread_sigmask(SIG_BLOCK, &kick_set, nullptr);
   native_handle_.store(pthread_self(), std::memory_order_release);
   // A stop requested before this thread existed must not be missed.
   if (configure()) {
@@ -192,7 +203,13 @@ void VcpuThread::thread_main() {
         fail(fmt::format("vCPU {}: {}", vcpu_.index(), outcome.error().message()));
         break;
       }
-      if (*outcome == kvm::Vcpu::RunOutcome::kInterrupted) continue;
+      if (*outcome == kvm::Vcpu::RunOutcome::kInterrupted) {
+        // Consume the kick(s) that ended KVM_RUN; they stay pending otherwise.
+        const timespec no_wait{};
+        while (sigtimedwait(&kick_set, nullptr, &no_wait) > 0) {
+        }
+        continue;
+      }
       if (!handle_exit()) break;
     }
   }
