@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <string>
 #include <thread>
@@ -22,6 +23,14 @@ inline double median(std::vector<double> v) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[v.size() / 2];
+}
+
+// `--runs N` from the command line (at least 1), or `fallback`.
+inline int runs_argument(int argc, char** argv, int fallback = 5) {
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--runs") return std::max(1, std::atoi(argv[i + 1]));
+  }
+  return fallback;
 }
 
 // `glassbox ARGS...` in the background with its console and log discarded (they would only mix

@@ -119,10 +119,7 @@ double median_of(int runs, const std::function<double()>& once) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 5;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--runs") == 0) runs = std::max(1, std::atoi(argv[i + 1]));
-  }
+  const int runs = glassbox::bench::runs_argument(argc, argv);
   char dir_template[] = "/tmp/glassbox-bench-XXXXXX";
   if (mkdtemp(dir_template) == nullptr) return 1;
   const fs::path dir = dir_template;

@@ -280,10 +280,7 @@ double stop_the_world_us(Session& s, int stops) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 5;
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::strcmp(argv[i], "--runs") == 0) runs = std::max(1, std::atoi(argv[i + 1]));
-  }
+  const int runs = glassbox::bench::runs_argument(argc, argv);
   auto system = glassbox::kvm::System::open();
   if (!system) {
     std::fprintf(stderr, "%s\n", system.error().message().c_str());
