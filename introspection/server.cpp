@@ -88,12 +88,22 @@ void IntrospectionServer::start() {
 }
 
 void IntrospectionServer::request_unhook() {
-  if (!tool_attached()) {
-    spdlog::info("introspection: unhook requested, but no tool is attached");
-    return;
+  {
+    std::lock_guard lock(session_mutex_);
+    if (!session_ || session_->closed()) {
+      spdlog::info("introspection: unhook requested, but no tool is attached");
+      return;
+    }
+    unhook_target_ = session_.get();
   }
-  unhook_requested_.store(true, std::memory_order_release);
   signal_fd(wake_fd_.get());
+}
+
+bool IntrospectionServer::take_unhook_request(const Session& session) {
+  std::lock_guard lock(session_mutex_);
+  bool for_this_session = unhook_target_ == &session;
+  unhook_target_ = nullptr;
+  return for_this_session;
 }
 
 void IntrospectionServer::stop() {
@@ -148,8 +158,6 @@ bool IntrospectionServer::pause_unless_stopping(std::chrono::milliseconds interv
 std::optional<UniqueFd> IntrospectionServer::next_connection() {
   bool told = false;
   while (!stopping_.load(std::memory_order_acquire)) {
-    // An unhook asked for while no tool is attached has nothing to do.
-    unhook_requested_.store(false, std::memory_order_release);
     drain_fd(wake_fd_.get());
 
     if (listener_) {
@@ -216,7 +224,7 @@ void IntrospectionServer::serve(UniqueFd fd) {
     }
     if (readable(fds[2])) {
       drain_fd(wake_fd_.get());
-      if (unhook_requested_.exchange(false, std::memory_order_acq_rel)) {
+      if (take_unhook_request(*session)) {
         unhook(*session, ended.get());
         break;
       }
@@ -231,6 +239,7 @@ void IntrospectionServer::serve(UniqueFd fd) {
   {
     std::lock_guard lock(session_mutex_);
     session_.reset();
+    unhook_target_ = nullptr;  // asked for a session that is gone: nothing left to unhook
   }
   spdlog::info("introspection: connection closed: {}", reason);
 }

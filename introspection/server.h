@@ -69,6 +69,8 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   std::optional<UniqueFd> next_connection();
   void serve(UniqueFd fd);
   void unhook(Session& session, int ended_fd);
+  // True (once) when an unhook was asked for while this session was the attached one.
+  bool take_unhook_request(const Session& session);
   // Sleeps up to `interval`, returning early (false) when stopping.
   bool pause_unless_stopping(std::chrono::milliseconds interval);
 
@@ -78,7 +80,9 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   UniqueFd stop_fd_;  // eventfd, readable once stop() was called (never reset)
   UniqueFd wake_fd_;  // eventfd, an unhook was requested
   std::atomic<bool> stopping_{false};
-  std::atomic<bool> unhook_requested_{false};
+  // The session an unhook was asked for (by identity, not "whoever is attached when the server
+  // thread gets to it"): a request that races with a tool leaving must not end the next tool.
+  const Session* unhook_target_ = nullptr;   // guarded by session_mutex_
   std::atomic<std::uint32_t> event_seq_{0};  // per VM, across sessions (spec §1.3)
   mutable std::mutex session_mutex_;
   std::shared_ptr<Session> session_;

@@ -254,11 +254,33 @@ TEST(KvmiUnhook, Sigusr1WithNoToolIsHarmless) {
   auto session = connect_when_ready(dir / "kvmi.sock");  // wait until the VMM is up
   ASSERT_NE(session, nullptr);
   session->close();
+  ASSERT_TRUE(vmm.wait_for_log("introspection: connection closed"));
   vmm.send_signal(SIGUSR1);
+  ASSERT_TRUE(vmm.wait_for_log("no tool is attached"));
   auto next = connect_when_ready(dir / "kvmi.sock");
   ASSERT_NE(next, nullptr);
   expect_reads_guest(*next);
   next.reset();
+  EXPECT_EQ(terminate(vmm).exit_status, kSigtermStatus);
+}
+
+// An unhook asked for while a tool is leaving belongs to that tool: it must not end the tool that
+// connects right after (the VMM may handle the signal only once the next tool is attached).
+TEST(KvmiUnhook, Sigusr1RacingAToolThatLeavesSparesTheNextTool) {
+  TempDir dir;
+  GlassboxProcess vmm(io_loop_args("listen:unix:" + (dir / "kvmi.sock").string()));
+  auto session = connect_when_ready(dir / "kvmi.sock");
+  ASSERT_NE(session, nullptr);
+  for (int round = 0; round < 20; ++round) {
+    session->close();
+    vmm.send_signal(SIGUSR1);
+    session = connect_when_ready(dir / "kvmi.sock");
+    ASSERT_NE(session, nullptr) << "round " << round;
+    // The signal belonged to the old tool (or found none attached); the new tool keeps its session.
+    auto magic = session->read_physical(GLASSBOX_BOOT_INFO_GPA, 8);
+    ASSERT_TRUE(magic) << "round " << round << ": " << magic.error().message;
+  }
+  session.reset();
   EXPECT_EQ(terminate(vmm).exit_status, kSigtermStatus);
 }
 
