@@ -113,6 +113,12 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
   auto stop = [m = machine.get()](StopRequest r) { m->request_stop(std::move(r)); };
   machine->serial_ = std::make_shared<Serial8250>(config.console_fd);
   machine->doorbell_ = std::make_shared<Doorbell>();
+  // The KVMI hypercall through the doorbell: the answer lands in RAX, as a hypercall's would.
+  machine->doorbell_->set_listener([m = machine.get()](const AccessContext& ctx) {
+    if (ctx.vcpu == nullptr) return;
+    const std::uint64_t result = m->intercepts().on_hypercall(*ctx.vcpu);
+    ctx.vcpu->mutable_regs().rax = result;
+  });
   machine->io_bus_.add(GLASSBOX_PORT_COM1, 8, machine->serial_);
   machine->io_bus_.add(GLASSBOX_PORT_POWER, 4, std::make_shared<PowerOffPort>(stop));
   machine->io_bus_.add(GLASSBOX_PORT_RESET, 1, std::make_shared<ResetControl>(stop));

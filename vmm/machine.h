@@ -23,6 +23,7 @@
 #include "vmm/guest_memory.h"
 #include "vmm/io_bus.h"
 #include "vmm/stop_reason.h"
+#include "vmm/vcpu_intercepts.h"
 #include "vmm/vcpu_thread.h"
 
 namespace glassbox::vmm {
@@ -75,6 +76,12 @@ class Machine {
   // Set once, before start(): the introspection server's per-entry hook (see VcpuEntryGate).
   void set_entry_gate(VcpuEntryGate* gate) { entry_gate_ = gate; }
   VcpuEntryGate* entry_gate() const { return entry_gate_; }
+  // Set once, before start(): who decides at exits a tool may own (see VcpuIntercepts). Without
+  // one, the VMM's defaults apply (breakpoints to the guest, MSR writes land, ...).
+  void set_intercepts(VcpuIntercepts* intercepts) {
+    intercepts_ = intercepts != nullptr ? intercepts : &default_intercepts_;
+  }
+  VcpuIntercepts& intercepts() const { return *intercepts_; }
 
  private:
   Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory, const kvm::HostQuirks& quirks);
@@ -91,6 +98,8 @@ class Machine {
   std::shared_ptr<Doorbell> doorbell_;
   std::vector<std::unique_ptr<VcpuThread>> vcpus_;
   VcpuEntryGate* entry_gate_ = nullptr;
+  VcpuIntercepts default_intercepts_;
+  VcpuIntercepts* intercepts_ = &default_intercepts_;
 
   std::atomic<bool> stop_requested_{false};
   std::mutex stop_mutex_;

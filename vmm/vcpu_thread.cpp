@@ -11,6 +11,7 @@
 
 #include "vmm/machine.h"
 #include "vmm/x86/boot_setup.h"
+#include "vmm/x86/page_walk.h"
 #include "vmm/x86/register_dump.h"
 
 namespace glassbox::vmm {
@@ -123,6 +124,24 @@ kvm_vcpu_events& VcpuThread::mutable_events() {
   return vcpu_.run()->s.regs.events;
 }
 
+SysResult<void> VcpuThread::set_guest_debug_flags(std::uint32_t flags) {
+  if (flags == guest_debug_flags_) return {};
+  kvm_guest_debug debug{};
+  debug.control = flags != 0 ? (KVM_GUESTDBG_ENABLE | flags) : 0;
+  if (auto r = vcpu_.set_guest_debug(debug); !r) return r;
+  guest_debug_flags_ = flags;
+  return {};
+}
+
+SysResult<void> VcpuThread::complete_pending_exit() {
+  kvm_run* run = vcpu_.run();
+  run->immediate_exit = 1;
+  auto outcome = vcpu_.run_once();
+  run->immediate_exit = 0;
+  if (!outcome) return std::unexpected(outcome.error());
+  return {};
+}
+
 bool VcpuThread::configure() {
   const int index = vcpu_.index();
   const auto& boot = machine_.boot();
@@ -210,7 +229,15 @@ void VcpuThread::thread_main() {
         }
         continue;
       }
+      const bool stepping = (guest_debug_flags_ & KVM_GUESTDBG_SINGLESTEP) != 0;
+      const std::uint32_t reason = run->exit_reason;
       if (!handle_exit()) break;
+      // A step that ended in another exit (I/O, MMIO, MSR, ...) did not complete as a step
+      // (spec/kvmi-v7.md §3.4.11 failed = 1).
+      if (stepping && reason != KVM_EXIT_DEBUG && reason != KVM_EXIT_INTR &&
+          (guest_debug_flags_ & KVM_GUESTDBG_SINGLESTEP) && !machine_.stop_requested()) {
+        machine_.intercepts().on_single_step(*this, true);
+      }
     }
   }
   t_run = nullptr;
@@ -246,11 +273,7 @@ bool VcpuThread::handle_exit() {
     case KVM_EXIT_INTERNAL_ERROR:
       return handle_internal_error(run);
     case KVM_EXIT_DEBUG:
-      if (run.debug.arch.exception == 3) {
-        reinject_breakpoint(run, 1);
-        return true;
-      }
-      return true;
+      return handle_debug(run);
     case KVM_EXIT_SYSTEM_EVENT:
       switch (run.system_event.type) {
         case KVM_SYSTEM_EVENT_SHUTDOWN:
@@ -264,13 +287,18 @@ bool VcpuThread::handle_exit() {
           return false;
       }
     case KVM_EXIT_X86_RDMSR:
+      run.msr.error = 1;  // the VMM filters writes only; a read exit means a foreign filter
+      return true;
     case KVM_EXIT_X86_WRMSR:
-      run.msr.error = 1;  // no MSR is claimed by the VMM yet: the guest gets #GP
+      handle_msr_write(run);
       return true;
     case KVM_EXIT_XEN:
       if (run.xen.type == KVM_EXIT_XEN_HCALL) {
-        machine_.doorbell().write(AccessContext{vcpu_.index(), this}, 0, {});
-        run.xen.u.hcall.result = 0;
+        // VMCALL with the Xen intercept (hardware KVM): the KVMI hypercall is RAX = 34,
+        // RDI = 24 (spec/kvmi-v7.md §3.4.3); other Xen calls are not ours.
+        const bool kvmi = run.xen.u.hcall.input == 34 && run.xen.u.hcall.params[0] == 24;
+        run.xen.u.hcall.result =
+            kvmi ? machine_.intercepts().on_hypercall(*this) : static_cast<std::uint64_t>(-38);
       }
       return true;
     default:
@@ -295,6 +323,22 @@ void VcpuThread::handle_io(kvm_run& run) {
 void VcpuThread::handle_mmio(kvm_run& run) {
   const AccessContext ctx{vcpu_.index(), this};
   std::span<std::uint8_t> data(run.mmio.data, run.mmio.len);
+  if (machine_.memory().contains(run.mmio.phys_addr, run.mmio.len)) {
+    // Guest RAM without a writable slot: a restricted page, or one whose slot is being rebuilt.
+    RamAccess access{.gpa = run.mmio.phys_addr,
+                     .access = run.mmio.is_write ? PageAccess::kWrite : PageAccess::kRead,
+                     .data = data,
+                     .retired = run.mmio.is_write != 0};
+    const auto verdict = machine_.intercepts().on_ram_access(*this, access);
+    if (run.mmio.is_write) {
+      if (verdict == RamAccessVerdict::kComplete) {
+        machine_.memory().write(run.mmio.phys_addr, data.data(), data.size());
+      }
+    } else {
+      machine_.memory().read(run.mmio.phys_addr, data.data(), data.size());
+    }
+    return;
+  }
   if (run.mmio.is_write) {
     machine_.mmio_bus().write(ctx, run.mmio.phys_addr, data);
   } else {
@@ -308,13 +352,19 @@ bool VcpuThread::handle_internal_error(kvm_run& run) {
     const auto* insn = run.emulation_failure.insn_bytes;
     // KVM-PVM cannot emulate INT3 at CPL0 and hands it to us; it belongs to the guest.
     if (insn[0] == 0xcc) {
-      reinject_breakpoint(run, 1);
+      on_guest_breakpoint(run, 1);
       return true;
     }
     if (insn[0] == 0xcd && insn[1] == 0x03) {
-      reinject_breakpoint(run, 2);
+      on_guest_breakpoint(run, 2);
       return true;
     }
+    const std::size_t size = std::min<std::size_t>(run.emulation_failure.insn_size, 15);
+    if (machine_.intercepts().on_emulation_failure(*this, {insn, size})) return true;
+  } else if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
+             machine_.intercepts().on_fetch_fault(*this)) {
+    // No instruction bytes: the fetch itself failed, e.g. from a page taken out of its slot.
+    return true;
   }
   std::string bytes;
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
@@ -326,6 +376,48 @@ bool VcpuThread::handle_internal_error(kvm_run& run) {
   fail(fmt::format("vCPU {}: KVM internal error (suberror {}){}{}", vcpu_.index(),
                    run.internal.suberror, bytes.empty() ? "" : ", instruction bytes:", bytes));
   return false;
+}
+
+bool VcpuThread::handle_debug(kvm_run& run) {
+  constexpr std::uint64_t kDr6SingleStep = 1u << 14;
+  if (run.debug.arch.exception == 3) {
+    // Hardware KVM with USE_SW_BP: RIP at the breakpoint; INT3 or INT 3 by its bytes.
+    std::uint8_t bytes[2] = {};
+    std::uint64_t insn_len = 1;
+    if (auto gpa = x86::translate(machine_.memory(), sregs().cr3, sregs().cs.base + regs().rip)) {
+      machine_.memory().read(gpa->gpa, bytes, sizeof bytes);
+      if (bytes[0] == 0xcd && bytes[1] == 0x03) insn_len = 2;
+    }
+    on_guest_breakpoint(run, insn_len);
+    return true;
+  }
+  if (run.debug.arch.exception == 1 && (run.debug.arch.dr6 & kDr6SingleStep) &&
+      (guest_debug_flags_ & KVM_GUESTDBG_SINGLESTEP)) {
+    machine_.intercepts().on_single_step(*this, false);
+    return true;
+  }
+  spdlog::debug("vCPU {}: debug exit (exception {}, dr6 {:#x}) nobody asked for", vcpu_.index(),
+                run.debug.arch.exception, run.debug.arch.dr6);
+  return true;
+}
+
+void VcpuThread::handle_msr_write(kvm_run& run) {
+  auto value = machine_.intercepts().on_msr_write(*this, run.msr.index, run.msr.data);
+  if (!value) {
+    run.msr.error = 1;  // the guest gets #GP at the WRMSR
+    return;
+  }
+  // The filter sent the write here; it lands only if the VMM applies it (host-initiated writes
+  // bypass the filter).
+  const kvm_msr_entry entry{.index = run.msr.index, .reserved = 0, .data = *value};
+  auto written = vcpu_.set_msrs({&entry, 1});
+  run.msr.error = (written && *written == 1) ? 0 : 1;
+}
+
+void VcpuThread::on_guest_breakpoint(kvm_run& run, std::uint64_t insn_len) {
+  const auto verdict =
+      machine_.intercepts().on_breakpoint(*this, static_cast<std::uint8_t>(insn_len));
+  if (verdict == BreakpointVerdict::kGuest) reinject_breakpoint(run, insn_len);
 }
 
 void VcpuThread::reinject_breakpoint(kvm_run& run, std::uint64_t insn_len) {

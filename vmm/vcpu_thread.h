@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "kvm/error.h"
 #include "kvm/vcpu.h"
 
 namespace glassbox::vmm {
@@ -68,6 +69,15 @@ class VcpuThread {
   kvm_vcpu_events& mutable_events();
   Machine& machine() { return machine_; }
 
+  // ---- Guest debug, owned jointly by the VMM and the intercepts (vCPU thread only) ----
+  // KVM_GUESTDBG_* bits beyond ENABLE: USE_SW_BP to see guest #BPs as KVM_EXIT_DEBUG (hardware
+  // KVM), SINGLESTEP to step. Applied at once with KVM_SET_GUEST_DEBUG when they change.
+  SysResult<void> set_guest_debug_flags(std::uint32_t flags);
+  std::uint32_t guest_debug_flags() const { return guest_debug_flags_; }
+  // Completes an I/O or MMIO exit inside KVM without entering the guest (KVM_RUN with
+  // immediate_exit), so register changes made afterwards are not overwritten by the completion.
+  SysResult<void> complete_pending_exit();
+
   int index() const { return vcpu_.index(); }
 
   // Installs the process-wide kick signal handler; call once before any vCPU thread starts.
@@ -83,6 +93,10 @@ class VcpuThread {
   void handle_io(kvm_run& run);
   void handle_mmio(kvm_run& run);
   bool handle_internal_error(kvm_run& run);
+  bool handle_debug(kvm_run& run);
+  void handle_msr_write(kvm_run& run);
+  // A guest #BP: the intercepts decide whether it goes back to the guest.
+  void on_guest_breakpoint(kvm_run& run, std::uint64_t insn_len);
   void reinject_breakpoint(kvm_run& run, std::uint64_t insn_len);
   void fail(const std::string& what);
 
@@ -97,6 +111,7 @@ class VcpuThread {
   std::deque<Work> work_;
   std::atomic<bool> work_pending_{false};  // the request flag, checked before every guest entry
   std::atomic<bool> gate_requested_{false};
+  std::uint32_t guest_debug_flags_ = 0;
 };
 
 }  // namespace glassbox::vmm
