@@ -9,7 +9,12 @@ HostFacts host_facts_from(const kvm::HostQuirks& quirks) {
   HostFacts facts;
   // v7 reports single-step only on VMX (spec §2.3.1). KVM-PVM single-steps CPL0 code only
   // (notes/kvm-backends.md §3), which is not what a tool asking for the feature expects.
-  facts.singlestep = quirks.backend == kvm::Backend::kIntelVmx;
+  // Guest debug single-step works at every CPL on hardware KVM (VMX and SVM).
+  const bool hardware =
+      quirks.backend == kvm::Backend::kIntelVmx || quirks.backend == kvm::Backend::kAmdSvm;
+  facts.singlestep = hardware;
+  facts.can_singlestep = hardware || quirks.backend == kvm::Backend::kPvm;
+  facts.msr_filter = quirks.msr_filter;
   // CR, XSETBV and descriptor exits never reach user space on stock KVM (spec §P2).
   facts.can_intercept_cr = false;
   facts.can_intercept_xsetbv = false;

@@ -236,6 +236,7 @@ void IntrospectionServer::serve(UniqueFd fd) {
   // pauses and injections are dropped (spec §6.5), and no new event is raised for it.
   session->close(reason);
   release_vcpus(session);
+  undo_vm_interceptions(*session);
   {
     std::lock_guard lock(session_mutex_);
     session_.reset();

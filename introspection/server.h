@@ -16,6 +16,7 @@
 
 #include "introspection/endpoint.h"
 #include "introspection/handshake.h"
+#include "introspection/intercepts.h"
 #include "introspection/permissions.h"
 #include "introspection/session.h"
 #include "introspection/vm_target.h"
@@ -59,6 +60,8 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   // (an exception injection and its TRAP event, pause events). Install with
   // Machine::set_entry_gate() before the machine starts.
   void before_entry(vmm::VcpuThread& vcpu) override;
+  // What the machine asks at exits a tool may own; install with Machine::set_intercepts().
+  vmm::VcpuIntercepts* intercepts() { return &intercepts_; }
 
  private:
   IntrospectionServer(ServerConfig config, VmTarget& vm, std::optional<UnixListener> listener,
@@ -86,6 +89,10 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   std::atomic<std::uint32_t> event_seq_{0};  // per VM, across sessions (spec §1.3)
   mutable std::mutex session_mutex_;
   std::shared_ptr<Session> session_;
+  SessionIntercepts intercepts_{[this] {
+    std::lock_guard lock(session_mutex_);
+    return session_;
+  }};
   std::thread thread_;
   std::once_flag stop_once_;
 };

@@ -1,5 +1,7 @@
 #include "introspection/vcpu_commands.h"
 
+#include "introspection/intercepts.h"
+
 #include <fmt/format.h>
 
 #include <cstring>
@@ -166,7 +168,9 @@ Reply control_events(Session& session, vmm::VcpuThread& vcpu, std::span<const st
   if (req.enable && !session.vm().host_facts().can_intercept(id))
     return Reply::error(Errno::OpNotSupp);
   if (!session.permissions().allows_event(req.event_id)) return Reply::error(Errno::Perm);
-  session.vcpu_state(vcpu.index()).enabled_events.set(req.event_id, req.enable != 0);
+  VcpuIntrospection& state = session.vcpu_state(vcpu.index());
+  state.enabled_events.set(req.event_id, req.enable != 0);
+  if (id == kvmi::EventId::Breakpoint) apply_vcpu_debug(vcpu, state);
   return {};
 }
 
@@ -190,6 +194,7 @@ Reply control_msr(Session& session, vmm::VcpuThread& vcpu, std::span<const std::
     tracked.insert(req.msr);
   else
     tracked.erase(req.msr);
+  if (!apply_msr_intercepts(session)) return Reply::error(Errno::OpNotSupp);
   return {};
 }
 
@@ -198,8 +203,11 @@ Reply control_singlestep(Session& session, vmm::VcpuThread& vcpu, std::span<cons
   for (auto b : req.padding) {
     if (b != 0) return Reply::error(Errno::Inval);
   }
-  if (!session.vm().host_facts().singlestep) return Reply::error(Errno::OpNotSupp);  // §P1
-  session.vcpu_state(vcpu.index()).singlestep = req.enable != 0;
+  // §P1. KVM-PVM steps CPL0 code only: accepted there, but features.singlestep stays 0.
+  if (!session.vm().host_facts().can_singlestep) return Reply::error(Errno::OpNotSupp);
+  VcpuIntrospection& state = session.vcpu_state(vcpu.index());
+  state.singlestep = req.enable != 0;
+  apply_vcpu_debug(vcpu, state);
   return {};
 }
 

@@ -156,6 +156,10 @@ void release_vcpus(const std::shared_ptr<Session>& session) {
       state.injection.reset();
       state.trap_pending = false;
       state.singlestep = false;
+      // Interceptions end with the session (spec §5.5): no more #BP exits or steps.
+      if (auto r = v.set_guest_debug_flags(0); !r) {
+        spdlog::warn("introspection: vCPU {}: {}", v.index(), r.error().message());
+      }
       // delayed_regs stay: a reply that came before the close still applies them, and
       // raise_event drops them when no reply came.
     });

@@ -6,8 +6,10 @@
 #pragma once
 
 #include <array>
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
+#include <set>
 #include <span>
 #include <string>
 
@@ -23,6 +25,12 @@ namespace glassbox::introspection {
 struct HostFacts {
   // kvmi_features.singlestep of GET_VERSION: VCPU_CONTROL_SINGLESTEP can work here.
   bool singlestep = false;
+  // VCPU_CONTROL_SINGLESTEP is accepted: every CPL on hardware KVM; CPL0 code only on KVM-PVM
+  // (its CPL3 code runs natively and cannot be stepped), which is why `singlestep` stays false
+  // there.
+  bool can_singlestep = false;
+  // WRMSR interception through the MSR filter (KVM_CAP_X86_USER_SPACE_MSR).
+  bool msr_filter = false;
   // Events the host has a user-space mechanism for. Stock KVM never exits to user space on CR
   // writes, XSETBV or descriptor-table instructions (spec §P2), so those are off by default.
   bool can_intercept_cr = false;
@@ -31,14 +39,10 @@ struct HostFacts {
 
   bool can_intercept(kvmi::EventId event) const {
     switch (event) {
-      // Not wired to a KVM mechanism yet (the events issue): refusing them beats accepting an
-      // enable that would never produce an event.
-      case kvmi::EventId::Hypercall:
-      case kvmi::EventId::Breakpoint:
       case kvmi::EventId::Msr:
-      case kvmi::EventId::Pf:
+        return msr_filter;
       case kvmi::EventId::Singlestep:
-        return false;
+        return can_singlestep;
       case kvmi::EventId::Cr:
         return can_intercept_cr;
       case kvmi::EventId::Xsetbv:
@@ -75,6 +79,18 @@ class VmTarget {
   // The thread of vCPU `index`, where vCPU commands run as jobs; null when the target has no
   // running vCPUs (memory-only targets: vCPU commands then answer -KVM_EAGAIN).
   virtual vmm::VcpuThread* vcpu_thread(std::uint32_t /*index*/) { return nullptr; }
+
+  // ---- VM-wide interceptions (the events issue); defaults for targets without KVM ----
+  // KVMI_VM_SET_PAGE_ACCESS for one frame: the allowed accesses become exactly `access` (R=1,
+  // W=2, X=4; 7 forgets the frame). 0 or a negative errno (ENOMEM: slot budget exhausted).
+  virtual int set_page_access(std::uint64_t /*gfn*/, std::uint8_t /*access*/) { return -ENOSYS; }
+  // The allowed accesses of a frame (7 when unrestricted).
+  virtual std::uint8_t page_access(std::uint64_t /*gfn*/) const { return 7; }
+  // Drops every restriction (unhook).
+  virtual void clear_page_access() {}
+  // WRMSR of these MSRs exits to user space on every vCPU (the union of the vCPUs' tracked
+  // sets); an empty set removes the filter. False when the host cannot filter.
+  virtual bool set_msr_write_intercepts(const std::set<std::uint32_t>& /*msrs*/) { return false; }
 };
 
 }  // namespace glassbox::introspection

@@ -167,6 +167,7 @@ int run_vm(const RunOptions& options) {
     }
     server = std::move(*created);
     (*machine)->set_entry_gate(server.get());
+    (*machine)->set_intercepts(server->intercepts());
   }
 
   glassbox::UniqueFd sigfd(signalfd(-1, &signals, SFD_CLOEXEC));

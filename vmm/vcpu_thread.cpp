@@ -125,12 +125,30 @@ kvm_vcpu_events& VcpuThread::mutable_events() {
 }
 
 SysResult<void> VcpuThread::set_guest_debug_flags(std::uint32_t flags) {
-  if (flags == guest_debug_flags_) return {};
+  guest_debug_flags_ = flags;
+  return write_guest_debug(flags);
+}
+
+SysResult<void> VcpuThread::write_guest_debug(std::uint32_t flags) {
+  if (flags == applied_debug_flags_) return {};
   kvm_guest_debug debug{};
   debug.control = flags != 0 ? (KVM_GUESTDBG_ENABLE | flags) : 0;
   if (auto r = vcpu_.set_guest_debug(debug); !r) return r;
-  guest_debug_flags_ = flags;
+  applied_debug_flags_ = flags;
   return {};
+}
+
+void VcpuThread::apply_entry_debug_flags() {
+  std::uint32_t flags = guest_debug_flags_;
+  // KVM-PVM runs CPL3 code natively: a step there would hand the trap to the guest's own #DB
+  // handler (notes/kvm-backends.md §3). Step only while the vCPU is in (emulated) CPL0 code.
+  if ((flags & KVM_GUESTDBG_SINGLESTEP) && machine_.quirks().backend == kvm::Backend::kPvm &&
+      (sregs().cs.selector & 3) != 0) {
+    flags &= ~static_cast<std::uint32_t>(KVM_GUESTDBG_SINGLESTEP);
+  }
+  if (auto r = write_guest_debug(flags); !r) {
+    spdlog::warn("vCPU {}: {}", vcpu_.index(), r.error().message());
+  }
 }
 
 SysResult<void> VcpuThread::complete_pending_exit() {
@@ -215,6 +233,7 @@ void VcpuThread::thread_main() {
         in_guest_.store(false, std::memory_order_seq_cst);
         continue;
       }
+      apply_entry_debug_flags();
       auto outcome = vcpu_.run_once();
       in_guest_.store(false, std::memory_order_seq_cst);
       run->immediate_exit = 0;
@@ -229,7 +248,7 @@ void VcpuThread::thread_main() {
         }
         continue;
       }
-      const bool stepping = (guest_debug_flags_ & KVM_GUESTDBG_SINGLESTEP) != 0;
+      const bool stepping = (applied_debug_flags_ & KVM_GUESTDBG_SINGLESTEP) != 0;
       const std::uint32_t reason = run->exit_reason;
       if (!handle_exit()) break;
       // A step that ended in another exit (I/O, MMIO, MSR, ...) did not complete as a step

@@ -94,6 +94,9 @@ class VcpuThread {
   void handle_mmio(kvm_run& run);
   bool handle_internal_error(kvm_run& run);
   bool handle_debug(kvm_run& run);
+  SysResult<void> write_guest_debug(std::uint32_t flags);
+  // Right before KVM_RUN: the guest debug flags for this entry.
+  void apply_entry_debug_flags();
   void handle_msr_write(kvm_run& run);
   // A guest #BP: the intercepts decide whether it goes back to the guest.
   void on_guest_breakpoint(kvm_run& run, std::uint64_t insn_len);
@@ -111,7 +114,8 @@ class VcpuThread {
   std::deque<Work> work_;
   std::atomic<bool> work_pending_{false};  // the request flag, checked before every guest entry
   std::atomic<bool> gate_requested_{false};
-  std::uint32_t guest_debug_flags_ = 0;
+  std::uint32_t guest_debug_flags_ = 0;    // what the VMM and intercepts asked for
+  std::uint32_t applied_debug_flags_ = 0;  // what KVM has (see apply_entry_debug_flags)
 };
 
 }  // namespace glassbox::vmm
