@@ -37,6 +37,18 @@ class MachineTarget final : public GuestMemoryTarget {
     return &machine_.vcpu(static_cast<int>(index));
   }
 
+  int set_page_access(std::uint64_t gfn, std::uint8_t access) override {
+    return machine_.memory().set_page_access(machine_.vm(), gfn, access);
+  }
+  std::uint8_t page_access(std::uint64_t gfn) const override {
+    return machine_.memory().page_access(gfn);
+  }
+  void clear_page_access() override { machine_.memory().clear_page_access(machine_.vm()); }
+
+  bool set_msr_write_intercepts(const std::set<std::uint32_t>& msrs) override {
+    return machine_.set_msr_write_intercepts(msrs);
+  }
+
  private:
   vmm::Machine& machine_;
 };

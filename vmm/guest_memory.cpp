@@ -32,4 +32,15 @@ SysResult<void> GuestMemory::register_slots(kvm::Vm& vm) {
   return vm.set_user_memory_region(0, 0, size_, host_);
 }
 
+// Page access restrictions: not implemented yet (every frame is rwx).
+int GuestMemory::set_page_access(kvm::Vm&, std::uint64_t, std::uint8_t) {
+  return -ENOSYS;
+}
+
+std::uint8_t GuestMemory::page_access(std::uint64_t) const {
+  return 7;
+}
+
+void GuestMemory::clear_page_access(kvm::Vm&) {}
+
 }  // namespace glassbox::vmm

@@ -34,6 +34,15 @@ class GuestMemory {
   // Registers the RAM with KVM as memory slots.
   SysResult<void> register_slots(kvm::Vm& vm);
 
+  // ---- Page access restrictions (KVMI_VM_SET_PAGE_ACCESS), enforced through the slot layout ----
+  // The allowed accesses of frame `gfn` become exactly `access` (R=1, W=2, X=4; 7 lifts the
+  // restriction). Returns 0, or a negative errno (-ENOMEM when the slot budget is exhausted).
+  // Callable from any thread while vCPUs run.
+  int set_page_access(kvm::Vm& vm, std::uint64_t gfn, std::uint8_t access);
+  std::uint8_t page_access(std::uint64_t gfn) const;
+  // Lifts every restriction and restores the plain slot layout.
+  void clear_page_access(kvm::Vm& vm);
+
   std::uint64_t size() const { return size_; }
   std::uint64_t max_gfn() const { return (size_ - 1) / kPageSize; }
   int memfd() const { return memfd_.get(); }

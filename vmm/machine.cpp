@@ -181,4 +181,8 @@ StopRequest Machine::wait_for_stop() {
   return stop_.value_or(StopRequest{StopKind::kVmmError, kVmmErrorStatus, "vCPUs ended"});
 }
 
+bool Machine::set_msr_write_intercepts(const std::set<std::uint32_t>& msrs) {
+  return msrs.empty();  // not implemented yet
+}
+
 }  // namespace glassbox::vmm

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,9 @@ class Machine {
     intercepts_ = intercepts != nullptr ? intercepts : &default_intercepts_;
   }
   VcpuIntercepts& intercepts() const { return *intercepts_; }
+  // WRMSR of these MSRs exits to user space (KVM_EXIT_X86_WRMSR) on every vCPU; an empty set
+  // removes the filter. Any thread. False when the host has no MSR filter.
+  bool set_msr_write_intercepts(const std::set<std::uint32_t>& msrs);
 
  private:
   Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory, const kvm::HostQuirks& quirks);
