@@ -348,6 +348,50 @@ Result<std::uint64_t> Session::get_max_gfn() {
   return r.gfn;
 }
 
+std::vector<kvmi::PageAccessEntry> page_access_entries(std::uint64_t gpa, std::uint64_t size,
+                                                       std::uint8_t access) {
+  std::vector<kvmi::PageAccessEntry> entries;
+  if (size == 0) return entries;
+  const std::uint64_t first = gpa & ~(kvmi::kPageSize - 1);
+  const std::uint64_t last_byte =
+      size - 1 > ~std::uint64_t{0} - gpa ? ~std::uint64_t{0} : gpa + (size - 1);
+  const std::uint64_t last = last_byte & ~(kvmi::kPageSize - 1);
+  for (std::uint64_t page = first;; page += kvmi::kPageSize) {
+    kvmi::PageAccessEntry entry{};
+    entry.gpa = page;
+    entry.access = access;
+    entries.push_back(entry);
+    if (page == last) break;
+  }
+  return entries;
+}
+
+Result<void> Session::set_page_access(std::span<const kvmi::PageAccessEntry> entries) {
+  std::optional<Error> first_error;
+  while (!entries.empty()) {
+    const auto chunk =
+        entries.first(std::min<std::size_t>(entries.size(), kvmi::kMaxPageAccessEntries));
+    entries = entries.subspan(chunk.size());
+    kvmi::VmSetPageAccess req{};
+    req.count = static_cast<std::uint16_t>(chunk.size());
+    std::vector<std::byte> payload(kvmi::kVmSetPageAccessEntriesOffset + chunk.size_bytes());
+    std::memcpy(payload.data(), &req, sizeof(req));
+    std::memcpy(payload.data() + kvmi::kVmSetPageAccessEntriesOffset, chunk.data(),
+                chunk.size_bytes());
+    auto reply = call(kvmi::MessageId::VmSetPageAccess, payload, 0);
+    if (!reply && !first_error) first_error = std::move(reply.error());
+    // A closed connection fails every later message the same way.
+    if (first_error && first_error->kind == ErrorKind::Closed) break;
+  }
+  if (first_error) return std::unexpected(std::move(*first_error));
+  return {};
+}
+
+Result<void> Session::set_page_access(std::uint64_t gpa, std::uint64_t size, std::uint8_t access) {
+  const auto entries = page_access_entries(gpa, size, access);
+  return set_page_access(entries);
+}
+
 // ---- Session: events -----------------------------------------------------------------------
 
 Result<ReceivedEvent> Session::wait_event(std::chrono::milliseconds timeout) {
@@ -380,6 +424,12 @@ Result<void> Session::reply_event(const ReceivedEvent& event, kvmi::EventAction 
   auto w = core_->write_message(hdr, payload);
   if (!w) return std::unexpected(with_command(std::move(w.error()), id));
   return {};
+}
+
+Result<void> Session::reply_msr_event(const ReceivedEvent& event, kvmi::EventAction action,
+                                      std::uint64_t new_value) {
+  const kvmi::EventMsrReply extra{new_value};
+  return reply_event(event, action, std::as_bytes(std::span(&extra, 1)));
 }
 
 std::vector<Message> Session::take_unmatched() {

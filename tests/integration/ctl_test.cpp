@@ -21,6 +21,10 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include <functional>
+
 #include "glassbox/client/session.h"
 #include "run_glassbox.h"
 
@@ -77,6 +81,25 @@ class CtlProcess {
   }
   CtlProcess(const CtlProcess&) = delete;
   CtlProcess& operator=(const CtlProcess&) = delete;
+
+  void signal(int sig) { kill(pid_, sig); }
+
+  // Waits until stderr contains `needle` (what the holding commands print once they are set up).
+  bool wait_for_err(const std::string& needle, std::chrono::seconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (result_.err.find(needle) == std::string::npos) {
+      if (std::chrono::steady_clock::now() >= deadline) return false;
+      pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+      if (poll(fds, 2, 100) <= 0) continue;
+      char buf[65536];
+      for (int i = 0; i < 2; ++i) {
+        if (!(fds[i].revents & POLLIN)) continue;
+        ssize_t n = read(fds[i].fd, buf, sizeof buf);
+        if (n > 0) (i == 0 ? result_.out : result_.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+    return true;
+  }
 
   CtlResult wait(std::chrono::seconds timeout = std::chrono::seconds(60)) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -556,6 +579,270 @@ TEST(CtlUsageTest, VcpuCommandsRefuseBadArgumentsWithExitTwo) {
       {{"inject", "--vcpu", "1", "#XX"}, "VECTOR"},
       {{"inject", "--vcpu", "1", "PF", "--error-code", "0x100000000"}, "--error-code"},
       {{"inject", "--vcpu", "1", "PF", "--address", "nowhere"}, "--address"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args{"--connect", "unix:/nonexistent"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    auto r = run_ctl(args);
+    EXPECT_EQ(r.exit_status, 2) << c.names << ": " << describe(r);
+    EXPECT_NE(r.err.find(c.names), std::string::npos) << c.names << ": " << describe(r);
+  }
+}
+
+// ---- event commands (watch, protect, msr, break, step) ----
+
+// The guest kernel's description for tools (gen_json.py writes it next to the ELF).
+nlohmann::json guest_description() {
+  std::ifstream in(glassbox::test::guest_kernel().parent_path() / "glassbox-guest.json");
+  return nlohmann::json::parse(in);
+}
+
+std::vector<nlohmann::json> json_lines(const std::string& text) {
+  std::vector<nlohmann::json> lines;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    auto end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    if (end > start) lines.push_back(nlohmann::json::parse(text.substr(start, end - start)));
+    start = end + 1;
+  }
+  return lines;
+}
+
+// The guest's timer handler: the IDT gate of vector 0x20. The LAPIC timer (100 Hz) runs it at
+// CPL0 on every vCPU, busy or idle, so breakpoints and steps there always come.
+std::string timer_handler_gva(
+    const std::function<CtlResult(std::initializer_list<std::string>)>& ctl) {
+  const auto idt = std::stoull(guest_description()["idt"].get<std::string>(), nullptr, 16);
+  auto r = ctl({"--json", "read", fmt::format("{:#x}", idt + 0x20 * 16), "16"});
+  EXPECT_EQ(r.exit_status, 0) << describe(r);
+  const std::string hex = nlohmann::json::parse(r.out)["hex"];
+  auto byte = [&hex](int i) { return std::stoull(hex.substr(2 * i, 2), nullptr, 16); };
+  std::uint64_t offset = byte(0) | byte(1) << 8 | byte(6) << 16 | byte(7) << 24;
+  for (int i = 0; i < 4; ++i) offset |= byte(8 + i) << (32 + 8 * i);
+  return fmt::format("{:#x}", offset);
+}
+
+TEST_F(CtlVcpuTest, StepPrintsEachStepOfTheVcpuAndTheGuestRunsOn) {
+  auto r = run_ctl(ctl_args({"--json", "step", "--vcpu", "1", "--count", "5", "--for", "60s"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 5u) << r.out;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    EXPECT_EQ(lines[i]["event"], "singlestep") << lines[i];
+    EXPECT_EQ(lines[i]["vcpu"], 1) << lines[i];
+    EXPECT_EQ(lines[i]["step"], i + 1) << lines[i];
+    EXPECT_EQ(lines[i]["cpl"], 0) << "KVM-PVM steps only CPL0 code: " << lines[i];
+    EXPECT_EQ(lines[i]["rip"].get<std::string>().substr(0, 2), "0x");
+  }
+  EXPECT_NE(r.err.find("--count reached"), std::string::npos) << describe(r);
+
+  auto text = run_ctl(ctl_args({"step", "--vcpu", "0", "--count", "2", "--for", "60s"}));
+  ASSERT_EQ(text.exit_status, 0) << describe(text);
+  EXPECT_NE(text.out.find("step 2: vcpu 0 rip 0x"), std::string::npos) << describe(text);
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST_F(CtlVcpuTest, BreakWatchCatchesTheTimerHandlerStepsOverItAndPutsTheByteBack) {
+  auto ctl = [this](std::initializer_list<std::string> a) { return run_ctl(ctl_args(a)); };
+  const std::string gva = timer_handler_gva(ctl);
+  auto t = ctl({"--json", "translate", gva});
+  ASSERT_EQ(t.exit_status, 0) << describe(t);
+  const std::string gpa = nlohmann::json::parse(t.out)["gpa"];
+  auto before = ctl({"--json", "read", gpa, "1"});
+  ASSERT_EQ(before.exit_status, 0) << describe(before);
+
+  auto r = ctl({"break", "--watch", "--gva", gva, "--count", "4", "--for", "60s"});
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  auto hits = json_lines(r.out);
+  ASSERT_EQ(hits.size(), 4u) << r.out;
+  for (std::size_t i = 0; i < hits.size(); ++i) {
+    EXPECT_EQ(hits[i]["event"], "breakpoint") << hits[i];
+    EXPECT_EQ(hits[i]["hit"], i + 1) << hits[i];
+    EXPECT_EQ(hits[i]["gpa"], gpa) << hits[i];
+    EXPECT_EQ(hits[i]["rip"], gva) << hits[i];
+  }
+  auto after = ctl({"--json", "read", gpa, "1"});
+  EXPECT_EQ(nlohmann::json::parse(after.out)["hex"], nlohmann::json::parse(before.out)["hex"])
+      << "the original byte is back";
+  // Stepping over kept the timer working: the guest still finishes its work.
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST_F(CtlVcpuTest, BreakPlantsARecordedInt3AndRemoveRestoresIt) {
+  const std::string gva = guest_description()["attack_text_target"];  // never executed
+  auto t = run_ctl(ctl_args({"--json", "translate", gva}));
+  ASSERT_EQ(t.exit_status, 0) << describe(t);
+  const std::string gpa = nlohmann::json::parse(t.out)["gpa"];
+  auto before = run_ctl(ctl_args({"--json", "read", gpa, "1"}));
+  const std::string original = nlohmann::json::parse(before.out)["hex"];
+  ASSERT_NE(original, "cc");
+
+  auto plant = run_ctl(ctl_args({"--json", "break", "--gva", gva}));
+  ASSERT_EQ(plant.exit_status, 0) << describe(plant);
+  EXPECT_EQ(nlohmann::json::parse(plant.out)["byte"], "0x" + original.substr(original[0] == '0'));
+  EXPECT_EQ(nlohmann::json::parse(run_ctl(ctl_args({"--json", "read", gpa, "1"})).out)["hex"],
+            "cc");
+  EXPECT_TRUE(fs::exists(socket_.string() + ".breakpoints.json"));
+
+  auto twice = run_ctl(ctl_args({"break", "--gva", gva}));
+  EXPECT_EQ(twice.exit_status, 1) << describe(twice);
+  EXPECT_NE(twice.err.find("already planted"), std::string::npos) << describe(twice);
+
+  auto removed = run_ctl(ctl_args({"break", "--gva", gva, "--remove"}));
+  ASSERT_EQ(removed.exit_status, 0) << describe(removed);
+  EXPECT_EQ(nlohmann::json::parse(run_ctl(ctl_args({"--json", "read", gpa, "1"})).out)["hex"],
+            original);
+  EXPECT_FALSE(fs::exists(socket_.string() + ".breakpoints.json"));
+  auto again = run_ctl(ctl_args({"break", "--gva", gva, "--remove"}));
+  EXPECT_EQ(again.exit_status, 1) << describe(again);
+  EXPECT_NE(again.err.find("no breakpoint planted"), std::string::npos) << describe(again);
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST_F(CtlVcpuTest, WatchEndsOnSigintAndDisablesItsEvents) {
+  CtlProcess watch(ctl_args({"watch", "--events", "breakpoint,singlestep", "--vcpu", "all"}));
+  ASSERT_TRUE(watch.wait_for_err("Ctrl-C ends", std::chrono::seconds(20)));
+  // singlestep turned stepping on: events arrive and are answered while it runs.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  watch.signal(SIGINT);
+  auto r = watch.wait(std::chrono::seconds(30));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  EXPECT_NE(r.err.find("SIGINT"), std::string::npos) << describe(r);
+  auto lines = json_lines(r.out);
+  ASSERT_FALSE(lines.empty()) << describe(r);
+  EXPECT_EQ(lines.front()["event"], "singlestep");
+  EXPECT_EQ(lines.front()["action"], "continue");
+  // Nothing stays enabled: the guest runs at full speed to its end.
+  end_beacon_and_expect_a_clean_exit();
+}
+
+TEST_F(CtlVcpuTest, MsrTracksLstarAndRefusesAnMsrOutsideTheRanges) {
+  auto r = run_ctl(ctl_args({"--json", "msr", "--vcpu", "all", "--msr", "lstar", "--enable"}));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["msr"], "0xc0000082");
+  EXPECT_EQ(j["vcpus"].size(), 2u);
+  EXPECT_TRUE(j["tracked"].get<bool>());
+  auto off = run_ctl(ctl_args({"msr", "--vcpu", "0", "--msr", "0xc0000082", "--disable"}));
+  ASSERT_EQ(off.exit_status, 0) << describe(off);
+  EXPECT_NE(off.out.find("lstar (0xc0000082): writes no longer tracked on vCPU 0"),
+            std::string::npos)
+      << describe(off);
+  auto bad = run_ctl(ctl_args({"msr", "--vcpu", "0", "--msr", "0x2000", "--enable"}));
+  EXPECT_EQ(bad.exit_status, 1) << describe(bad);
+  EXPECT_NE(bad.err.find("-KVM_EINVAL"), std::string::npos) << describe(bad);
+  end_beacon_and_expect_a_clean_exit();
+}
+
+// A tool waiting on --accept before the VMM starts sees the guest from its first instruction:
+// here the attack mode's attempts, which come early.
+class CtlAttackTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<GlassboxProcess> start_vm() {
+    return std::make_unique<GlassboxProcess>(std::vector<std::string>{
+        "run", "--kernel", glassbox::test::guest_kernel().string(), "--cpus", "2", "--cmdline",
+        "attack", "--introspect", "unix:" + socket_.string()});
+  }
+  std::vector<std::string> ctl_args(std::initializer_list<std::string> args) const {
+    std::vector<std::string> v{"--accept", "unix:" + socket_.string(), "--timeout", "30"};
+    v.insert(v.end(), args);
+    return v;
+  }
+  TempDir dir_;
+  fs::path socket_ = dir_.path() / "tool.sock";
+};
+
+TEST_F(CtlAttackTest, WatchShowsTheAgentsHypercalls) {
+  CtlProcess watch(ctl_args({"watch", "--events", "hypercall", "--count", "3", "--for", "60s"}));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  auto vm = start_vm();
+  auto r = watch.wait(std::chrono::seconds(90));
+  ASSERT_EQ(r.exit_status, 0) << describe(r) << "\nVMM:\n" << vm->output_so_far();
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 3u) << r.out;
+  for (const auto& line : lines) {
+    EXPECT_EQ(line["event"], "hypercall") << line;
+    EXPECT_EQ(line["vcpu"], 0) << "the agent runs on vCPU 0: " << line;
+    EXPECT_EQ(line["cpl"], 3) << line;
+  }
+  auto result = vm->wait(std::chrono::seconds(90));
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+}
+
+TEST_F(CtlAttackTest, ProtectDropsTheAttackersSyscallTableWrite) {
+  const std::string table = guest_description()["syscall_table"]["address"];  // identity-mapped
+  CtlProcess protect(
+      ctl_args({"protect", table, "--access", "rx", "--count", "1", "--for", "60s"}));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  auto vm = start_vm();
+  auto r = protect.wait(std::chrono::seconds(90));
+  ASSERT_EQ(r.exit_status, 0) << describe(r) << "\nVMM:\n" << vm->output_so_far();
+  auto lines = json_lines(r.out);
+  ASSERT_EQ(lines.size(), 1u) << r.out;
+  EXPECT_EQ(lines[0]["event"], "pf");
+  EXPECT_EQ(lines[0]["access"], "w");
+  EXPECT_EQ(lines[0]["action"], "retry");
+  EXPECT_EQ(std::stoull(lines[0]["gpa"].get<std::string>(), nullptr, 16) & ~0xfffull,
+            std::stoull(table, nullptr, 16));
+  auto result = vm->wait(std::chrono::seconds(90));
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_NE(result.out.find("attack syscall-table: blocked"), std::string::npos) << result.out;
+}
+
+TEST_F(CtlAttackTest, WatchShowsTheAttackersLstarWrite) {
+  const auto entry =
+      std::stoull(guest_description()["syscall_entry"].get<std::string>(), nullptr, 16);
+  CtlProcess watch(ctl_args({"watch", "--events", "msr", "--msr", "lstar", "--for", "60s"}));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  auto vm = start_vm();
+  ASSERT_TRUE(vm->wait_for_output("attack summary", std::chrono::seconds(60)))
+      << vm->output_so_far();
+  watch.signal(SIGINT);
+  auto r = watch.wait(std::chrono::seconds(30));
+  ASSERT_EQ(r.exit_status, 0) << describe(r);
+  bool saw_attack = false;
+  for (const auto& line : json_lines(r.out)) {
+    EXPECT_EQ(line["event"], "msr") << line;
+    EXPECT_EQ(line["msr"], "0xc0000082") << line;
+    EXPECT_EQ(line["action"], "continue") << line;
+    // The default lets every write through, the attacker's included.
+    EXPECT_EQ(line["written"], line["new"]) << line;
+    saw_attack = saw_attack || std::stoull(line["new"].get<std::string>(), nullptr, 16) != entry;
+  }
+  EXPECT_TRUE(saw_attack) << r.out;
+  auto result = vm->wait(std::chrono::seconds(90));
+  EXPECT_EQ(result.exit_status, 0) << result.err;
+  EXPECT_NE(result.out.find("attack lstar: succeeded"), std::string::npos) << result.out;
+}
+
+TEST(CtlUsageTest, EventCommandsRefuseBadArgumentsWithExitTwo) {
+  struct Case {
+    std::vector<std::string> args;
+    std::string names;
+  };
+  const std::vector<Case> cases = {
+      {{"watch"}, "--events"},
+      {{"watch", "--events", "breakpoint,bogus"}, "--events"},
+      {{"watch", "--events", "unhook"}, "--events"},
+      {{"watch", "--events", "pf", "--reply", "skip"}, "--reply"},
+      {{"watch", "--events", "msr", "--msr-value", "old"}, "--msr-value"},
+      {{"watch", "--events", "msr", "--msr", "lstr"}, "--msr"},
+      {{"watch", "--events", "pf", "--count", "0"}, "--count"},
+      {{"watch", "--events", "pf", "--vcpu", "x"}, "--vcpu"},
+      {{"protect", "0x1000"}, "--access"},
+      {{"protect", "0x2000..0x1000", "--access", "r"}, "RANGE"},
+      {{"protect", "0x1000", "--access", "rq"}, "--access"},
+      {{"protect", "0x1000", "--access", "r", "--reply", "later"}, "--reply"},
+      {{"msr", "--vcpu", "0", "--msr", "lstar"}, "--enable/--disable"},
+      {{"msr", "--vcpu", "0", "--msr", "lstar", "--enable", "--disable"}, "--enable"},
+      {{"msr", "--msr", "lstar", "--enable"}, "--vcpu"},
+      {{"break", "--vcpu", "0"}, "--gva"},
+      {{"break", "--gva", "0x1000", "--count", "3"}, "--count"},
+      {{"break", "--gva", "0x1000", "--remove", "--watch"}, "--remove"},
+      {{"step", "--count", "3"}, "--vcpu"},
+      {{"step", "--vcpu", "all"}, "--vcpu"},
+      {{"step", "--vcpu", "0", "--for", "soon"}, "--for"},
   };
   for (const auto& c : cases) {
     std::vector<std::string> args{"--connect", "unix:/nonexistent"};

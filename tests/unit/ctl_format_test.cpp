@@ -4,7 +4,12 @@
 #include <array>
 #include <string>
 
+#include <cstring>
+
+#include "event_json.h"
 #include "format.h"
+#include "glassbox/client/session.h"
+#include "glassbox/kvmi/events.h"
 #include "progress.h"
 
 using namespace glassbox::ctl;
@@ -89,4 +94,86 @@ TEST(CtlProgress, EnabledBarEndsItsLine) {
   EXPECT_EQ(text.front(), '\r');
   EXPECT_EQ(text.back(), '\n');
   EXPECT_NE(text.find("100%"), std::string::npos);
+}
+
+namespace {
+
+// An event message as the VMM sends it: the common part, then `specific`.
+template <typename T>
+glassbox::client::ReceivedEvent make_event(glassbox::kvmi::EventId id, std::uint16_t vcpu,
+                                           std::uint32_t seq, const T& specific) {
+  namespace kvmi = glassbox::kvmi;
+  kvmi::Event common{};
+  common.size = kvmi::kEventCommonSize;
+  common.vcpu = vcpu;
+  common.event = static_cast<std::uint8_t>(id);
+  common.arch.mode = 8;
+  common.arch.regs.rip = 0x101234;
+  common.arch.sregs.cr3 = 0x5000;
+  common.arch.sregs.cs.selector = 0x08;
+  glassbox::client::Message message;
+  message.hdr.id = static_cast<std::uint16_t>(kvmi::MessageId::Event);
+  message.hdr.seq = seq;
+  message.payload.resize(sizeof common + sizeof specific);
+  std::memcpy(message.payload.data(), &common, sizeof common);
+  std::memcpy(message.payload.data() + sizeof common, &specific, sizeof specific);
+  message.hdr.size = static_cast<std::uint16_t>(message.payload.size());
+  return glassbox::client::ReceivedEvent(std::move(message));
+}
+
+}  // namespace
+
+TEST(CtlEventJson, PageFaultCarriesGpaAccessAndANullUnknownGva) {
+  glassbox::kvmi::EventPf pf{};
+  pf.gva = ~0ull;
+  pf.gpa = 0x102000;
+  pf.access = glassbox::kvmi::kPageAccessW;
+  auto j = event_json(make_event(glassbox::kvmi::EventId::Pf, 1, 42, pf));
+  EXPECT_EQ(j["event"], "pf");
+  EXPECT_EQ(j["vcpu"], 1);
+  EXPECT_EQ(j["seq"], 42);
+  EXPECT_EQ(j["rip"], "0x101234");
+  EXPECT_EQ(j["cr3"], "0x5000");
+  EXPECT_EQ(j["cpl"], 0);
+  EXPECT_TRUE(j["gva"].is_null());
+  EXPECT_EQ(j["gpa"], "0x102000");
+  EXPECT_EQ(j["access"], "w");
+}
+
+TEST(CtlEventJson, MsrBreakpointAndSinglestepFields) {
+  glassbox::kvmi::EventMsr msr{};
+  msr.msr = 0xc0000082;
+  msr.old_value = 0x100400;
+  msr.new_value = 0xbad;
+  auto m = event_json(make_event(glassbox::kvmi::EventId::Msr, 0, 1, msr));
+  EXPECT_EQ(m["event"], "msr");
+  EXPECT_EQ(m["msr"], "0xc0000082");
+  EXPECT_EQ(m["old"], "0x100400");
+  EXPECT_EQ(m["new"], "0xbad");
+
+  glassbox::kvmi::EventBreakpoint bp{};
+  bp.gpa = 0x101234;
+  bp.insn_len = 1;
+  auto b = event_json(make_event(glassbox::kvmi::EventId::Breakpoint, 0, 2, bp));
+  EXPECT_EQ(b["event"], "breakpoint");
+  EXPECT_EQ(b["gpa"], "0x101234");
+  EXPECT_EQ(b["insn_len"], 1);
+
+  glassbox::kvmi::EventSinglestep step{};
+  step.failed = 1;
+  auto s = event_json(make_event(glassbox::kvmi::EventId::Singlestep, 0, 3, step));
+  EXPECT_EQ(s["event"], "singlestep");
+  EXPECT_EQ(s["failed"], true);
+}
+
+TEST(CtlPageAccessEntries, OneEntryPerPageTheRangeTouches) {
+  auto one = glassbox::client::page_access_entries(0x100fff, 2, 5);
+  ASSERT_EQ(one.size(), 2u);
+  EXPECT_EQ(one[0].gpa, 0x100000u);
+  EXPECT_EQ(one[1].gpa, 0x101000u);
+  EXPECT_EQ(one[1].access, 5);
+  EXPECT_EQ(glassbox::client::page_access_entries(0x1000, 0x1000, 7).size(), 1u);
+  EXPECT_TRUE(glassbox::client::page_access_entries(0x1000, 0, 7).empty());
+  auto top = glassbox::client::page_access_entries(~0ull - 0xfff, ~0ull, 1);
+  EXPECT_EQ(top.size(), 1u);
 }

@@ -69,6 +69,15 @@ std::uint64_t size_argument(const std::string& argument, const std::string& text
   return *value;
 }
 
+std::uint32_t msr_argument(const std::string& argument, const std::string& text) {
+  auto value = parse_msr(text);
+  if (!value) {
+    throw UsageError(argument, value.error(),
+                     "give an MSR index such as 0xc0000082 or a name such as lstar");
+  }
+  return *value;
+}
+
 std::string socket_path(const GlobalOptions& options) {
   auto endpoint = parse_endpoint(options.connect.empty() ? options.accept : options.connect);
   return endpoint ? endpoint->path : std::string();

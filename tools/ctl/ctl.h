@@ -81,6 +81,11 @@ void add_pause_command(CLI::App& app, Ctl& ctl);
 void add_resume_command(CLI::App& app, Ctl& ctl);
 void add_translate_command(CLI::App& app, Ctl& ctl);
 void add_inject_command(CLI::App& app, Ctl& ctl);
+void add_watch_command(CLI::App& app, Ctl& ctl);
+void add_protect_command(CLI::App& app, Ctl& ctl);
+void add_msr_command(CLI::App& app, Ctl& ctl);
+void add_break_command(CLI::App& app, Ctl& ctl);
+void add_step_command(CLI::App& app, Ctl& ctl);
 
 // Opens the session the global options describe (connect or accept, secret, timeouts).
 client::Result<std::unique_ptr<client::Session>> open_session(const GlobalOptions& options);
@@ -89,6 +94,9 @@ void check_global_options(const GlobalOptions& options);
 
 // parse_size for a named argument; throws UsageError naming it.
 std::uint64_t size_argument(const std::string& argument, const std::string& text);
+
+// parse_msr for a named argument; throws UsageError naming it.
+std::uint32_t msr_argument(const std::string& argument, const std::string& text);
 
 // The socket path of --connect or --accept (valid after check_global_options).
 std::string socket_path(const GlobalOptions& options);

@@ -1,7 +1,7 @@
 // glassbox-ctl: a command-line KVMI tool over the client library.
 //
 // Adding a subcommand: write commands/NAME.cpp with add_NAME_command(), declare it in ctl.h and
-// call it below. Planned: watch, protect, msr, break, step.
+// call it below.
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
@@ -44,13 +44,18 @@ int run(int argc, char** argv) {
   add_resume_command(app, ctl);
   add_translate_command(app, ctl);
   add_inject_command(app, ctl);
+  add_watch_command(app, ctl);
+  add_protect_command(app, ctl);
+  add_msr_command(app, ctl);
+  add_break_command(app, ctl);
+  add_step_command(app, ctl);
 
   try {
     app.parse(argc, argv);
     if (!ctl.run && !ctl.run_local) {
       return usage_error(
-          "no command given; use info, read, write, dump, regs, pause, resume, translate or "
-          "inject");
+          "no command given; use info, read, write, dump, regs, pause, resume, translate, "
+          "inject, watch, protect, msr, break or step");
     }
     check_global_options(ctl.options);
   } catch (const CLI::CallForHelp& e) {

@@ -1,9 +1,11 @@
 #include "parse.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <limits>
+#include <optional>
 #include <utility>
 
 namespace glassbox::ctl {
@@ -133,6 +135,178 @@ std::expected<std::chrono::milliseconds, std::string> parse_duration(std::string
   }
   return std::unexpected("'" + std::string(text) + "' has an unknown unit '" + std::string(unit) +
                          "' (use ms, s, m or h)");
+}
+
+std::expected<GpaRange, std::string> parse_gpa_range(std::string_view text) {
+  if (text.empty()) return std::unexpected("empty range");
+  std::string_view first = text;
+  std::string_view second;
+  char kind = 0;
+  if (auto dots = text.find(".."); dots != std::string_view::npos) {
+    first = text.substr(0, dots);
+    second = text.substr(dots + 2);
+    kind = '.';
+  } else if (auto plus = text.find('+'); plus != std::string_view::npos) {
+    first = text.substr(0, plus);
+    second = text.substr(plus + 1);
+    kind = '+';
+  }
+  auto start = parse_size(first);
+  if (!start) return std::unexpected(start.error());
+  if (kind == 0) return GpaRange{*start, 1};
+  auto value = parse_size(second);
+  if (!value) return std::unexpected(value.error());
+  if (kind == '+') {
+    if (*value == 0) return std::unexpected("'" + std::string(text) + "' is an empty range");
+    if (*value - 1 > ~std::uint64_t{0} - *start) {
+      return std::unexpected("'" + std::string(text) + "' runs past the end of the address space");
+    }
+    return GpaRange{*start, *value};
+  }
+  if (*value <= *start) {
+    return std::unexpected("'" + std::string(text) + "' ends before it starts (END is exclusive)");
+  }
+  return GpaRange{*start, *value - *start};
+}
+
+std::expected<std::uint8_t, std::string> parse_page_access(std::string_view text) {
+  if (text.empty()) return std::unexpected("empty access");
+  if (iequals(text, "none") || text == "-" || text == "---") return std::uint8_t{0};
+  if (text.size() == 1 && text[0] >= '0' && text[0] <= '7') {
+    return static_cast<std::uint8_t>(text[0] - '0');
+  }
+  std::uint8_t mask = 0;
+  for (char c : text) {
+    std::uint8_t bit = 0;
+    switch (lower(c)) {
+      case 'r':
+        bit = 1;
+        break;
+      case 'w':
+        bit = 2;
+        break;
+      case 'x':
+        bit = 4;
+        break;
+      case '-':
+        continue;  // "r-x" as page_access_letters prints it
+      default:
+        return std::unexpected("'" + std::string(text) + "' has '" + std::string(1, c) +
+                               "', which is not r, w or x");
+    }
+    if (mask & bit) {
+      return std::unexpected("'" + std::string(text) + "' names '" + std::string(1, c) + "' twice");
+    }
+    mask |= bit;
+  }
+  return mask;
+}
+
+std::string page_access_letters(std::uint8_t access) {
+  std::string out = "---";
+  if (access & 1) out[0] = 'r';
+  if (access & 2) out[1] = 'w';
+  if (access & 4) out[2] = 'x';
+  return out;
+}
+
+namespace {
+
+// Short names in event-id order (spec §3.1); "" where `watch` has no use for the id.
+constexpr std::array<std::string_view, 11> kEventShortNames = {
+    "unhook", "pause",      "hypercall", "breakpoint", "cr",         "trap",
+    "xsetbv", "descriptor", "msr",       "pf",         "singlestep",
+};
+
+}  // namespace
+
+std::string_view event_short_name(std::uint16_t id) {
+  return id < kEventShortNames.size() ? kEventShortNames[id] : std::string_view("unknown");
+}
+
+std::expected<std::vector<std::uint16_t>, std::string> parse_event_list(std::string_view text) {
+  std::vector<std::uint16_t> ids;
+  if (text.empty()) return std::unexpected("no events given");
+  while (!text.empty()) {
+    const auto comma = text.find(',');
+    std::string_view name = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    if (name.empty()) return std::unexpected("an empty name between commas");
+    std::optional<std::uint16_t> id;
+    std::string_view bare = name;
+    if (bare.size() > 11 && iequals(bare.substr(0, 11), "KVMI_EVENT_")) bare.remove_prefix(11);
+    for (std::uint16_t i = 0; i < kEventShortNames.size(); ++i) {
+      if (iequals(bare, kEventShortNames[i])) id = i;
+    }
+    if (iequals(bare, "pause_vcpu") || iequals(bare, "paused")) id = 1;
+    if (iequals(bare, "page") || iequals(bare, "page_fault")) id = 9;
+    if (!id) {
+      std::uint16_t number = 0;
+      auto [end, ec] = std::from_chars(name.data(), name.data() + name.size(), number);
+      if (ec == std::errc() && end == name.data() + name.size() && number < 11) id = number;
+    }
+    if (!id) {
+      return std::unexpected("'" + std::string(name) +
+                             "' is not an event (breakpoint, msr, pf, hypercall, singlestep, "
+                             "pause, trap, cr, xsetbv, descriptor)");
+    }
+    if (*id == 0)
+      return std::unexpected("'" + std::string(name) + "' is VM-wide, not a vCPU event");
+    if (std::find(ids.begin(), ids.end(), *id) == ids.end()) ids.push_back(*id);
+  }
+  return ids;
+}
+
+std::expected<std::uint8_t, std::string> parse_event_action(std::string_view text) {
+  static constexpr std::array<std::string_view, 3> kActions = {"continue", "retry", "crash"};
+  for (std::uint8_t i = 0; i < kActions.size(); ++i) {
+    if (iequals(text, kActions[i])) return i;
+  }
+  return std::unexpected("'" + std::string(text) + "' is not an action");
+}
+
+namespace {
+
+// MSRs worth naming on the command line; anything else is given by number.
+constexpr std::array<std::pair<std::string_view, std::uint32_t>, 14> kMsrNames = {{
+    {"efer", 0xc0000080},
+    {"star", 0xc0000081},
+    {"lstar", 0xc0000082},
+    {"cstar", 0xc0000083},
+    {"sfmask", 0xc0000084},
+    {"fs_base", 0xc0000100},
+    {"gs_base", 0xc0000101},
+    {"kernel_gs_base", 0xc0000102},
+    {"tsc_aux", 0xc0000103},
+    {"sysenter_cs", 0x174},
+    {"sysenter_esp", 0x175},
+    {"sysenter_eip", 0x176},
+    {"pat", 0x277},
+    {"apic_base", 0x1b},
+}};
+
+}  // namespace
+
+std::expected<std::uint32_t, std::string> parse_msr(std::string_view text) {
+  for (const auto& [name, value] : kMsrNames) {
+    if (iequals(text, name)) return value;
+  }
+  auto value = parse_size(text);
+  if (!value) return std::unexpected(value.error());
+  if (*value > 0xffffffffu) {
+    return std::unexpected("'" + std::string(text) + "' does not fit in 32 bits");
+  }
+  return static_cast<std::uint32_t>(*value);
+}
+
+std::string format_msr(std::uint32_t index) {
+  char hex[16];
+  auto [end, ec] = std::to_chars(hex, hex + sizeof hex, index, 16);
+  const std::string number = "0x" + std::string(hex, end);
+  for (const auto& [name, value] : kMsrNames) {
+    if (value == index) return std::string(name) + " (" + number + ")";
+  }
+  return "msr " + number;
 }
 
 std::expected<Endpoint, std::string> parse_endpoint(std::string_view text) {

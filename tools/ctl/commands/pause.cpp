@@ -24,6 +24,7 @@
 
 #include "ctl.h"
 #include "parse.h"
+#include "signals.h"
 
 namespace glassbox::ctl {
 
@@ -32,52 +33,6 @@ namespace {
 struct PauseArgs {
   std::string for_text;
   std::optional<std::chrono::milliseconds> hold;  // --for
-};
-
-// Signals become bytes on a pipe so the wait loop can poll them with stdin. The handler runs on
-// whichever thread the kernel picks (the session's reader thread included); write() is safe there.
-int g_signal_pipe_write = -1;
-
-extern "C" void on_stop_signal(int sig) {
-  const int saved = errno;
-  const char byte = static_cast<char>(sig);
-  [[maybe_unused]] auto n = write(g_signal_pipe_write, &byte, 1);
-  errno = saved;
-}
-
-class StopSignals {
- public:
-  StopSignals() {
-    if (pipe2(fds_, O_CLOEXEC | O_NONBLOCK) != 0) {
-      throw std::system_error(errno, std::generic_category(), "pipe2");
-    }
-    g_signal_pipe_write = fds_[1];
-    struct sigaction action {};
-    action.sa_handler = on_stop_signal;
-    sigemptyset(&action.sa_mask);
-    action.sa_flags = SA_RESTART;
-    for (std::size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &action, &old_[i]);
-  }
-  ~StopSignals() {
-    for (std::size_t i = 0; i < kSignals.size(); ++i) sigaction(kSignals[i], &old_[i], nullptr);
-    g_signal_pipe_write = -1;
-    close(fds_[0]);
-    close(fds_[1]);
-  }
-  StopSignals(const StopSignals&) = delete;
-  StopSignals& operator=(const StopSignals&) = delete;
-
-  int read_fd() const { return fds_[0]; }
-  // The first signal received, or 0.
-  int take() const {
-    char byte = 0;
-    return read(fds_[0], &byte, 1) == 1 ? byte : 0;
-  }
-
- private:
-  static constexpr std::array<int, 3> kSignals = {SIGINT, SIGTERM, SIGHUP};
-  int fds_[2] = {-1, -1};
-  std::array<struct sigaction, 3> old_{};
 };
 
 // "<socket>.pause-pid" holding this process's pid, written atomically; removed only if it still

@@ -19,29 +19,8 @@ namespace glassbox::ctl {
 
 namespace {
 
-// MSRs worth naming on the command line; anything else is given by number.
-constexpr std::array<std::pair<std::string_view, std::uint32_t>, 14> kMsrNames = {{
-    {"efer", 0xc0000080},
-    {"star", 0xc0000081},
-    {"lstar", 0xc0000082},
-    {"cstar", 0xc0000083},
-    {"sfmask", 0xc0000084},
-    {"fs_base", 0xc0000100},
-    {"gs_base", 0xc0000101},
-    {"kernel_gs_base", 0xc0000102},
-    {"tsc_aux", 0xc0000103},
-    {"sysenter_cs", 0x174},
-    {"sysenter_esp", 0x175},
-    {"sysenter_eip", 0x176},
-    {"pat", 0x277},
-    {"apic_base", 0x1b},
-}};
-
 std::string msr_label(std::uint32_t index) {
-  for (const auto& [name, value] : kMsrNames) {
-    if (value == index) return fmt::format("{} ({:#x})", name, index);
-  }
-  return fmt::format("msr {:#x}", index);
+  return format_msr(index);
 }
 
 struct RegsArgs {
@@ -51,20 +30,6 @@ struct RegsArgs {
   std::uint32_t vcpu = kAllVcpus;
   std::vector<std::uint32_t> msrs;
 };
-
-std::uint32_t msr_argument(const std::string& text) {
-  std::string lower = text;
-  std::ranges::transform(lower, lower.begin(), [](unsigned char c) { return std::tolower(c); });
-  for (const auto& [name, value] : kMsrNames) {
-    if (lower == name) return value;
-  }
-  auto value = parse_size(text);
-  if (!value || *value > 0xffffffffu) {
-    throw UsageError("--msr", value ? "'" + text + "' does not fit in 32 bits" : value.error(),
-                     "give an MSR index such as 0xc0000082 or a name such as lstar");
-  }
-  return static_cast<std::uint32_t>(*value);
-}
 
 std::string hex64(std::uint64_t v) {
   return fmt::format("{:#018x}", v);
@@ -200,7 +165,7 @@ void add_regs_command(CLI::App& app, Ctl& ctl) {
   sub->callback([&ctl, args] {
     args->vcpu = vcpu_argument("--vcpu", args->vcpu_text, true);
     args->msrs.clear();
-    for (const auto& text : args->msr_texts) args->msrs.push_back(msr_argument(text));
+    for (const auto& text : args->msr_texts) args->msrs.push_back(msr_argument("--msr", text));
     ctl.run = [args](client::Session& s, const Output& o) { return run_regs(*args, s, o); };
   });
 }

@@ -128,6 +128,11 @@ class PendingReply {
   kvmi::MsgHdr request_{};
 };
 
+// The page-access entries covering [gpa, gpa + size), one per 4 KiB page, all set to `access`.
+// Empty when size is 0; a range reaching past 2^64 stops at the last page.
+std::vector<kvmi::PageAccessEntry> page_access_entries(std::uint64_t gpa, std::uint64_t size,
+                                                       std::uint8_t access);
+
 class Session {
  public:
   // Connects to a VMM listening on a unix socket (glassbox --introspect listen:unix:PATH) and
@@ -167,6 +172,13 @@ class Session {
   Result<PendingReply> submit_read_physical(std::uint64_t gpa, std::uint64_t size);
   Result<void> write_physical(std::uint64_t gpa, std::span<const std::byte> data);
   Result<std::uint64_t> get_max_gfn();
+  // KVMI_VM_SET_PAGE_ACCESS (§2.3.20): each entry's page allows exactly its `access` afterwards
+  // (kvmi::kPageAccessRwx lifts the restriction). More entries than one message holds (511) go
+  // out in several messages; all are sent even after a failure, as the VMM tries every entry of
+  // one message, and the first error is returned.
+  Result<void> set_page_access(std::span<const kvmi::PageAccessEntry> entries);
+  // Every page [gpa, gpa + size) touches gets `access`.
+  Result<void> set_page_access(std::uint64_t gpa, std::uint64_t size, std::uint8_t access);
 
   // ---- typed vCPU commands (spec §2.3.8-2.3.22); `vcpu` is the vCPU index ----
   struct Registers {
@@ -225,6 +237,11 @@ class Session {
   // Answers `event` (id KVMI_EVENT_REPLY, the event's seq); `extra` is the event-specific reply.
   Result<void> reply_event(const ReceivedEvent& event, kvmi::EventAction action,
                            std::span<const std::byte> extra = {});
+
+  // Answers a KVMI_EVENT_MSR: on CONTINUE the MSR receives `new_value`, so echoing the event's
+  // new_value lets the write through and its old_value blocks it without a #GP (§3.4.9).
+  Result<void> reply_msr_event(const ReceivedEvent& event, kvmi::EventAction action,
+                               std::uint64_t new_value);
 
   // Replies that matched no request (e.g. the VMM's error reply to a bad event reply), oldest
   // first; the oldest are dropped beyond a bound.

@@ -1,0 +1,73 @@
+// The event loop of the commands that hold a session and answer events (watch, protect,
+// break --watch, step): wait for events, let the command decide, answer, and stop on --count,
+// --for, a signal or a closed connection. Setting up and undoing is the command's job; this only
+// runs the middle.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ctl.h"
+#include "glassbox/kvmi/ids.h"
+#include "signals.h"
+
+namespace glassbox::ctl {
+
+// What a command decides for one event.
+struct Answer {
+  kvmi::EventAction action = kvmi::EventAction::Continue;
+  // MSR events: the value written on CONTINUE. Unset means the guest's new value, so an MSR
+  // event is never answered with the zero a missing reply field would mean (spec §3.3).
+  std::optional<std::uint64_t> msr_value;
+  // Whether the event counts toward --count (e.g. the single step that re-plants a breakpoint
+  // does not).
+  bool counts = true;
+};
+
+using Decide = std::function<Answer(const client::ReceivedEvent&)>;
+
+struct LoopLimits {
+  std::optional<std::uint64_t> count;                 // --count
+  std::optional<std::chrono::milliseconds> duration;  // --for
+};
+
+struct LoopEnd {
+  std::string reason;  // "--count reached", "--for elapsed", "SIGINT", "the VM went away: ..."
+  std::uint64_t events = 0;  // counted events answered
+  bool closed = false;       // the connection closed (the VM exited or unhooked)
+};
+
+// Runs until a limit, a signal or a close; a failed reply ends it as a close.
+LoopEnd run_event_loop(client::Session& session, const StopSignals& signals,
+                       const LoopLimits& limits, const Decide& decide);
+
+// Answers one event as `answer` says.
+client::Result<void> answer_event(client::Session& session, const client::ReceivedEvent& event,
+                                  const Answer& answer);
+
+// After a command undid its setup: answers every event still queued with `decide`, so no vCPU
+// keeps waiting on a tool that is about to leave.
+void drain_events(client::Session& session, const Decide& decide);
+
+// Enables (or disables) `events` on each vCPU of `vcpus`, in order. On a failure, what this call
+// enabled is disabled again and the error names the event and the vCPU.
+client::Result<void> control_events(client::Session& session,
+                                    const std::vector<std::uint16_t>& vcpus,
+                                    const std::vector<std::uint16_t>& events, bool enable);
+
+// The vCPU indexes a --vcpu value names: all of them for kAllVcpus.
+std::vector<std::uint16_t> vcpu_list(std::uint32_t vcpu, std::uint32_t count);
+
+// --count and --for of the holding commands; throws UsageError naming the option.
+void parse_loop_limits(const std::string& count_text, const std::string& for_text,
+                       LoopLimits& limits);
+
+// A message for an event or command the VMM refused, with what it means on glassbox (e.g.
+// -KVM_EOPNOTSUPP: "this glassbox cannot deliver it yet").
+std::string refusal_hint(const client::Error& error);
+
+}  // namespace glassbox::ctl
