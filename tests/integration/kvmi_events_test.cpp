@@ -375,3 +375,53 @@ TEST(KvmiGuestKernelEvents, SteppingTheGuestKernelLeavesItsUserCodeAlone) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(KvmiEvents, AToolThatLeavesWhileSteppingLeavesNoSteppingBehind) {
+  start(0);
+  if (!tool_->control_singlestep(0, true)) GTEST_SKIP() << "no single-step on this host";
+  ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Singlestep, true));
+  for (int i = 0; i < 5; ++i) {
+    auto event = next_event(kvmi::EventId::Singlestep);
+    ASSERT_TRUE(tool_->reply_event(event, kvmi::EventAction::Continue));
+  }
+  (void)next_event(kvmi::EventId::Singlestep);  // left unanswered
+  tool_.reset();
+  tool_ = connect_when_ready(dir_ / "kvmi.sock");
+  ASSERT_NE(tool_, nullptr);
+  // Stepped, the loop manages a few hundred iterations a second; free, it runs far faster.
+  const std::uint64_t runs = counter(0, kSiteRuns);
+  EXPECT_TRUE(eventually([&] { return counter(0, kSiteRuns) > runs + 20000; }));
+  EXPECT_FALSE(tool_->poll_event());
+}
+
+TEST_F(KvmiEvents, Sigusr1UnhookInTheMiddleOfABreakpointStream) {
+  start(kModeOwnInt3, 2);
+  ASSERT_TRUE(tool_->control_vm_events(kvmi::EventId::Unhook, true));
+  for (std::uint16_t v : {0, 1}) {
+    ASSERT_TRUE(tool_->control_vcpu_events(v, kvmi::EventId::Breakpoint, true));
+  }
+  for (int i = 0; i < 10; ++i) {
+    auto event = next_event(kvmi::EventId::Breakpoint);
+    ASSERT_TRUE(tool_->reply_event(event, kvmi::EventAction::Continue));
+  }
+  vm_->send_signal(SIGUSR1);
+  // Breakpoint events keep coming until the UNHOOK event; the tool answers them, then leaves.
+  for (;;) {
+    auto event = tool_->wait_event(30s);
+    ASSERT_TRUE(event) << event.error().message;
+    if (event->event_id() == id_of(kvmi::EventId::Unhook)) break;
+    ASSERT_TRUE(tool_->reply_event(*event, kvmi::EventAction::Continue));
+  }
+  tool_->close();
+  ASSERT_TRUE(vm_->wait_for_log("introspection: connection closed", 30s));
+  tool_ = connect_when_ready(dir_ / "kvmi.sock");
+  ASSERT_NE(tool_, nullptr);
+  const std::uint64_t before = counter(0, kOwnBp) + counter(1, kOwnBp);
+  EXPECT_TRUE(eventually([&] { return counter(0, kOwnBp) + counter(1, kOwnBp) > before + 20; }));
+  EXPECT_FALSE(tool_->poll_event());
+  EXPECT_EQ(counter(0, kBadBp) + counter(1, kBadBp), 0u);
+}
+
+}  // namespace
