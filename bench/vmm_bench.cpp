@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bare_vcpu.h"
 #include "bench_support.h"
 #include "kvm/host_probe.h"
 #include "kvm/long_mode.h"
@@ -56,43 +57,21 @@ using glassbox::bench::median;
 // µs per exit of the io_loop instruction mix at CPL0, driven by a bare KVM_RUN loop that only
 // echoes the OUT value back to the IN (the least any VMM must do).
 double bare_exit_floor_us(const glassbox::kvm::System& system, int exits, bool sync_regs) {
-  auto vm = system.create_vm();
-  constexpr std::size_t kSize = 2 << 20;
-  void* mem = mmap(nullptr, kSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  std::span<std::uint8_t> ram(static_cast<std::uint8_t*>(mem), kSize);
-  (void)vm->set_user_memory_region(0, 0, kSize, mem);
-  const auto cr3 = glassbox::kvm::long_mode::write_identity_page_tables(ram, 0x8000, 1ULL << 30);
-  glassbox::kvm::long_mode::write_gdt(ram.subspan(0x6000, 24));
-  std::memcpy(ram.data() + 0x1000, glassbox_bench_loop_start,
-              static_cast<std::size_t>(glassbox_bench_loop_end - glassbox_bench_loop_start));
-  auto vcpu = vm->create_vcpu(0);
-  (void)vcpu->set_cpuid(*system.supported_cpuid());
-  auto sregs = vcpu->get_sregs();
-  glassbox::kvm::long_mode::set_long_mode_sregs(*sregs, 0x6000, cr3);
-  (void)vcpu->set_sregs(*sregs);
-  kvm_regs regs{};
-  regs.rip = 0x1000;
-  regs.rsp = 0x5000;
-  regs.rflags = 2;
-  (void)vcpu->set_regs(regs);
-  if (sync_regs)
-    vcpu->enable_sync_regs(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
-  kvm_run* run = vcpu->run();
   std::uint8_t scratch = 0;
-  auto step = [&] {
-    (void)vcpu->run_once();
-    auto* data = reinterpret_cast<std::uint8_t*>(run) + run->io.data_offset;
-    if (run->io.direction == KVM_EXIT_IO_OUT)
-      scratch = *data;
-    else
-      *data = scratch;
-  };
-  for (int i = 0; i < 100; ++i) step();  // warm up
-  const auto start = Clock::now();
-  for (int i = 0; i < exits; ++i) step();
-  const double us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
-  munmap(mem, kSize);
-  return us / exits;
+  return glassbox::bench::bare_loop_us(
+      system,
+      {glassbox_bench_loop_start,
+       static_cast<std::size_t>(glassbox_bench_loop_end - glassbox_bench_loop_start)},
+      exits, sync_regs, 0, [&](glassbox::kvm::Vcpu& vcpu) {
+        kvm_run* run = vcpu.run();
+        if (run->exit_reason != KVM_EXIT_IO) return false;
+        auto* data = reinterpret_cast<std::uint8_t*>(run) + run->io.data_offset;
+        if (run->io.direction == KVM_EXIT_IO_OUT)
+          scratch = *data;
+        else
+          *data = scratch;
+        return true;
+      });
 }
 
 double run_glassbox_ms(const std::string& args) {

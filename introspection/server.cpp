@@ -96,6 +96,7 @@ void IntrospectionServer::request_unhook() {
     }
     unhook_target_ = session_.get();
   }
+  spdlog::info("introspection: unhook requested for the attached tool");
   signal_fd(wake_fd_.get());
 }
 

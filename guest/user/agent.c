@@ -37,12 +37,11 @@ USER void user_agent(u64 index, u64 pid) {
   }
   for (u32 round = 1; round <= ROUNDS; round++) {
     for (int i = 0; i < YIELDS_BETWEEN; i++) u_yield();
-    if (flags & GLASSBOX_CPUID_FLAG_DOORBELL)
-      {
-        /* The VMM answers in RAX, as a hypercall would (0: a tool took the event). */
-        u64 rax = 34;
-        __asm__ volatile("outl %%eax, %%dx" : "+a"(rax) : "D"(24), "S"(0), "d"(port) : "memory");
-      }
+    if (flags & GLASSBOX_CPUID_FLAG_DOORBELL) {
+      /* The VMM answers in RAX, as a hypercall would (0: a tool took the event). */
+      u64 rax = 34;
+      __asm__ volatile("outl %%eax, %%dx" : "+a"(rax) : "D"(24), "S"(0), "d"(port) : "memory");
+    }
     if (flags & GLASSBOX_CPUID_FLAG_VMCALL) u_syscall(SYS_HYPERCALL, 0, 0, 0);
     ul_str(&l, s_call);
     ul_num(&l, round, 10);

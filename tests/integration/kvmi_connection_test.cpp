@@ -273,7 +273,12 @@ TEST(KvmiUnhook, Sigusr1RacingAToolThatLeavesSparesTheNextTool) {
   ASSERT_NE(session, nullptr);
   for (int round = 0; round < 20; ++round) {
     session->close();
+    // The signal reaches the VMM asynchronously: wait until the VMM has taken it (a signal it
+    // only reads once the next tool is attached is, from its side, for that tool). What races
+    // here is the VMM's own teardown of the leaving tool against the request.
+    const std::size_t mark = vmm.log_size();
     vmm.send_signal(SIGUSR1);
+    ASSERT_TRUE(vmm.wait_for_log("introspection: unhook requested", 30s, mark));
     session = connect_when_ready(dir / "kvmi.sock");
     ASSERT_NE(session, nullptr) << "round " << round;
     // The signal belonged to the old tool (or found none attached); the new tool keeps its session.

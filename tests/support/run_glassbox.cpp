@@ -86,17 +86,23 @@ std::string GlassboxProcess::output_so_far() {
 
 bool GlassboxProcess::wait_for_output(const std::string& needle,
                                       std::chrono::milliseconds timeout) {
-  return wait_for(&RunResult::out, needle, timeout);
+  return wait_for(&RunResult::out, needle, timeout, 0);
 }
 
-bool GlassboxProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout) {
-  return wait_for(&RunResult::err, needle, timeout);
+bool GlassboxProcess::wait_for_log(const std::string& needle, std::chrono::milliseconds timeout,
+                                   std::size_t from) {
+  return wait_for(&RunResult::err, needle, timeout, from);
+}
+
+std::size_t GlassboxProcess::log_size() {
+  pump(0);
+  return result_.err.size();
 }
 
 bool GlassboxProcess::wait_for(std::string RunResult::*stream, const std::string& needle,
-                               std::chrono::milliseconds timeout) {
+                               std::chrono::milliseconds timeout, std::size_t from) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
-  while ((result_.*stream).find(needle) == std::string::npos) {
+  while ((result_.*stream).find(needle, from) == std::string::npos) {
     if (std::chrono::steady_clock::now() >= deadline) return false;
     int status;
     if (!reaped_ && waitpid(pid_, &status, WNOHANG) == pid_) {
@@ -106,7 +112,7 @@ bool GlassboxProcess::wait_for(std::string RunResult::*stream, const std::string
     pump(20);
     if (reaped_) {
       pump(0);
-      return (result_.*stream).find(needle) != std::string::npos;
+      return (result_.*stream).find(needle, from) != std::string::npos;
     }
   }
   return true;

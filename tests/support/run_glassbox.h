@@ -42,14 +42,17 @@ class GlassboxProcess {
   bool wait_for_output(const std::string& needle,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
   std::string output_so_far();
-  // Waits until the VMM's log (stderr) contains `needle`.
+  // Waits until the VMM's log (stderr) contains `needle` at or after offset `from`.
   bool wait_for_log(const std::string& needle,
-                    std::chrono::milliseconds timeout = std::chrono::seconds(30));
+                    std::chrono::milliseconds timeout = std::chrono::seconds(30),
+                    std::size_t from = 0);
+  // How much of the log was collected so far (a `from` for wait_for_log).
+  std::size_t log_size();
 
  private:
   void pump(int timeout_ms);
   bool wait_for(std::string RunResult::*stream, const std::string& needle,
-                std::chrono::milliseconds timeout);
+                std::chrono::milliseconds timeout, std::size_t from);
   int pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;
