@@ -1,9 +1,10 @@
 // `glassbox-ctl step --vcpu N [--count K] [--for DURATION]`: single-step a vCPU K instructions
 // (KVMI_VCPU_CONTROL_SINGLESTEP + KVMI_EVENT_SINGLESTEP) and print where each step landed.
 //
-// Stepping is switched off while the vCPU still waits in the K-th event, so the guest runs on at
-// full speed right after. On KVM-PVM only CPL0 code can be stepped: a vCPU running user code
-// produces its next step once it enters the kernel (a timer, a system call).
+// Stepping is switched off once the K-th step is answered; a step the vCPU made meanwhile is
+// answered but not printed. On KVM-PVM only CPL0 code can be stepped, and stepping starts at the
+// vCPU's next exit to the VMM in CPL0 code: a vCPU that stays in user code (or handles its
+// interrupts without exits) produces no steps until then.
 #include <fmt/format.h>
 
 #include <cstdio>
@@ -57,8 +58,6 @@ int run_step(const StepArgs& args, client::Session& session, const Output& out) 
       return answer;
     }
     ++steps;
-    // Off before the reply, so the last step is the last one (the job runs while it waits).
-    if (args.limits.count && steps >= *args.limits.count) stop_stepping();
     const auto& arch = event.common().arch;
     const bool failed = event.specific_as<kvmi::EventSinglestep>().failed != 0;
     if (out.json()) {
