@@ -415,6 +415,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::printf("guardian: attached to VM \"%s\"\n", session->vm().name.c_str());
+  std::fflush(stdout);
 
   // The world stays stopped while the guardian arms, so nothing in the guest (an attacker that
   // happens to run right now) slips between setting up the event and restricting the page.
