@@ -379,6 +379,7 @@ int main(int argc, char** argv) {
   struct sigaction action {};
   action.sa_handler = on_stop;
   sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;  // the session's reader thread may be the one interrupted
   sigaction(SIGINT, &action, nullptr);
   sigaction(SIGTERM, &action, nullptr);
 
