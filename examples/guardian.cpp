@@ -191,9 +191,10 @@ bool Guardian::arm() {
                    r.error().message.c_str());
       return false;
     }
-    std::printf("guardian: %s %#llx-%#llx (%zu pages) is now r-x\n", region.name.c_str(),
+    std::printf("guardian: %s %#llx-%#llx (%zu page%s) is now r-x\n", region.name.c_str(),
                 static_cast<unsigned long long>(region.pages.front()),
-                static_cast<unsigned long long>(region.pages.back() + kPage), region.pages.size());
+                static_cast<unsigned long long>(region.pages.back() + kPage), region.pages.size(),
+                region.pages.size() == 1 ? "" : "s");
   }
   for (std::uint16_t v = 0; v < vcpus_; ++v) {
     auto tracked = s_.control_msr(v, kMsrLstar, true);
@@ -314,6 +315,9 @@ bool Guardian::watch() {
 }
 
 void Guardian::disarm() {
+  // A vCPU command queues behind the answers already sent to that vCPU, so once it has replied
+  // the last RETRY has been taken in; lifting a page before that would let the dropped write land.
+  for (std::uint16_t v = 0; v < vcpus_; ++v) (void)s_.get_vcpu_tsc_speed(v);
   for (const auto& region : regions_) {
     std::vector<kvmi::PageAccessEntry> entries;
     for (auto page : region.pages) {

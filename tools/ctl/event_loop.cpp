@@ -71,6 +71,10 @@ void drain_events(client::Session& session, const Decide& decide) {
   }
 }
 
+void settle_vcpus(client::Session& session, const std::vector<std::uint16_t>& vcpus) {
+  for (auto vcpu : vcpus) (void)session.get_vcpu_tsc_speed(vcpu);
+}
+
 std::vector<std::uint16_t> vcpu_list(std::uint32_t vcpu, std::uint32_t count) {
   std::vector<std::uint16_t> list;
   if (vcpu != kAllVcpus) {

@@ -53,6 +53,12 @@ client::Result<void> answer_event(client::Session& session, const client::Receiv
 // keeps waiting on a tool that is about to leave.
 void drain_events(client::Session& session, const Decide& decide);
 
+// Returns once each vCPU of `vcpus` has taken in every answer sent to it so far: a vCPU command
+// queues behind the answers on the vCPU's FIFO, so its reply proves they were consumed. Called
+// before undoing a setup the last answers depend on (e.g. lifting a page restriction right after
+// answering RETRY to a write there, which the VMM would otherwise let land).
+void settle_vcpus(client::Session& session, const std::vector<std::uint16_t>& vcpus);
+
 // Enables (or disables) `events` on each vCPU of `vcpus`, in order. On a failure, what this call
 // enabled is disabled again and the error names the event and the vCPU.
 client::Result<void> control_events(client::Session& session,

@@ -66,9 +66,10 @@ int run_protect(const ProtectArgs& args, client::Session& session, const Output&
     }
     return out.vmm_error(r.error(), context);
   }
-  std::fprintf(stderr, "protect: %#llx-%#llx (%zu pages) now %s; Ctrl-C lifts it\n",
+  std::fprintf(stderr, "protect: %#llx-%#llx (%zu page%s) now %s; Ctrl-C lifts it\n",
                static_cast<unsigned long long>(first), static_cast<unsigned long long>(end),
-               entries.size(), page_access_letters(args.access).c_str());
+               entries.size(), entries.size() == 1 ? "" : "s",
+               page_access_letters(args.access).c_str());
 
   auto decide = [&](const client::ReceivedEvent& event) {
     Answer answer;
@@ -88,6 +89,7 @@ int run_protect(const ProtectArgs& args, client::Session& session, const Output&
   };
   const LoopEnd end_of_loop = run_event_loop(session, signals, args.limits, decide);
   if (!end_of_loop.closed) {
+    settle_vcpus(session, vcpus);
     auto lifted = session.set_page_access(args.range.start, args.range.size, kvmi::kPageAccessRwx);
     (void)control_events(session, vcpus, pf, false);
     drain_events(session, decide);
