@@ -197,6 +197,18 @@ TEST_F(KvmiPageAccess, WriteProtectionRaisesPfWContinueLandsRetryDropsAndItSurvi
     reply(event, kvmi::EventAction::Continue);
   }
   saw("it " + std::to_string(previous) + " w=" + std::to_string(previous) + " r=");
+  // Informational: a split (1 delete + 3 creates) and a merge, each with the vCPU parked.
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(set_access(pages_.w, kvmi::kPageAccessRwx), 0);
+    auto event = tool_->wait_event(10ms);  // one write may have been caught before the lift
+    if (event) reply(*event, kvmi::EventAction::Continue);
+    const auto s0 = std::chrono::steady_clock::now();
+    ASSERT_EQ(set_access(pages_.w, kR | kX), 0);
+    const auto s1 = std::chrono::steady_clock::now();
+    reply(next_pf(), kvmi::EventAction::Continue);
+    std::printf("[ measured ] SET_PAGE_ACCESS round trip, split: %.0f us\n",
+                std::chrono::duration<double, std::micro>(s1 - s0).count());
+  }
   std::printf("[ measured ] PF(W) CONTINUE -> next PF(W), one guest iteration: %.0f us\n",
               std::chrono::duration<double, std::micro>(round).count());
 }
