@@ -358,6 +358,48 @@ TEST_F(KvmiPageAccess, ADisconnectInTheMiddleOfAStreamOfEventsLeavesNoProtection
   EXPECT_FALSE(tool_->poll_event());
 }
 
+TEST_F(KvmiPageAccess, AnUnhookInTheMiddleOfAStreamOfEventsLeavesNoProtectionBehind) {
+  start(2);
+  ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Pf, true));
+  ASSERT_TRUE(tool_->control_vcpu_events(1, kvmi::EventId::Pf, true));
+  ASSERT_EQ(set_access(pages_.w, kR | kX), 0);
+  ASSERT_EQ(set_access(pages_.r, kW), 0);
+  ASSERT_EQ(set_access(pages_.x, kR | kW), 0);
+  for (int i = 0; i < 6; ++i) {
+    auto event = tool_->wait_event(kEventTimeout);
+    ASSERT_TRUE(event) << event.error().message;
+    ASSERT_EQ(event->event_id(), static_cast<std::uint8_t>(kvmi::EventId::Pf));
+    reply(*event, kvmi::EventAction::Continue);
+  }
+  // No UNHOOK subscription: the VMM ends the session at once, with events still coming.
+  vm_->send_signal(SIGUSR1);
+  for (;;) {
+    auto event = tool_->wait_event(kEventTimeout);
+    if (!event) {
+      EXPECT_EQ(event.error().kind, glassbox::client::ErrorKind::Closed) << event.error().message;
+      break;
+    }
+    (void)tool_->reply_event(*event, kvmi::EventAction::Continue);
+  }
+  tool_.reset();
+  tool_ = support::connect_when_ready(socket_);
+  ASSERT_TRUE(tool_);
+  ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Pf, true));
+  ASSERT_TRUE(tool_->control_vcpu_events(1, kvmi::EventId::Pf, true));
+  const std::uint64_t from = last_printed_iteration();
+  saw("it " + std::to_string(from + 3) + " w=" + std::to_string(from + 3) +
+      " r=0x2222222222222222 x=119");
+  EXPECT_FALSE(tool_->poll_event());
+  // The other vCPU reads the page freely too.
+  std::uint64_t count0 = 0, count1 = 0;
+  const std::uint64_t counter = pages_.a + 4096;
+  ASSERT_TRUE(tool_->read_physical(counter, std::as_writable_bytes(std::span(&count0, 1))));
+  saw("it " + std::to_string(from + 5) + " w=");
+  ASSERT_TRUE(tool_->read_physical(counter, std::as_writable_bytes(std::span(&count1, 1))));
+  EXPECT_GT(count1, count0);
+  EXPECT_FALSE(tool_->poll_event());
+}
+
 TEST_F(KvmiPageAccess, ArgumentChecksOverTheWire) {
   start(1);
   const auto einval = static_cast<std::int32_t>(kvmi::Errno::Inval);
