@@ -44,6 +44,8 @@ _start:
   lea newline(%rip), %rdi
   call puts
   xor %r12d, %r12d
+  cmp $1, %r15
+  je enter_user
 iteration:
   inc %r12
   mov %r12, watch_page(%rip)
@@ -58,6 +60,21 @@ iteration:
   vmovdqu %ymm0, avx_page(%rip)
   mov avx_page(%rip), %rbp
 1:
+  cmp $1, %r15
+  jne 3f
+  int3                    /* at CPL3: the CPL0 handler prints (OUT needs CPL0 here) */
+  jmp 4f
+3:
+  call print_line
+4:
+  mov $2000, %ecx
+2:
+  dec %ecx
+  jnz 2b
+  jmp iteration
+
+/* Prints "it N w=... r=... x=... a=..." from r12, r13, r14, rbx, rbp. */
+print_line:
   lea it_msg(%rip), %rdi
   call puts
   mov %r12, %rdi
@@ -80,11 +97,85 @@ iteration:
   call put_dec
   lea newline(%rip), %rdi
   call puts
-  mov $2000, %ecx
-2:
-  dec %ecx
-  jnz 2b
-  jmp iteration
+  ret
+
+/* INT3 from the CPL3 loop: print its line, return after the INT3. */
+user_print:
+  push %rax
+  push %rcx
+  push %rdx
+  push %rsi
+  push %rdi
+  call print_line
+  pop %rdi
+  pop %rsi
+  pop %rdx
+  pop %rcx
+  pop %rax
+  iretq
+
+/* With AVX the loop runs at CPL3 and prints through an INT3 gate: KVM-PVM emulates every CPL0
+   instruction and its emulator has no AVX, while CPL3 code runs natively. Never returns. */
+enter_user:
+  movabs $0x000ffffffffff000, %rdx
+  mov %cr3, %rax
+  and %rdx, %rax
+  orq $4, (%rax)          /* PML4[0]: user */
+  mov (%rax), %rcx
+  and %rdx, %rcx
+  orq $4, (%rcx)          /* PDPT[0] */
+  mov (%rcx), %rcx
+  and %rdx, %rcx
+  orq $4, (%rcx)          /* PD[0]: the 4 KiB table of the first 2 MiB */
+  mov (%rcx), %rcx
+  and %rdx, %rcx
+  mov $512, %esi
+1:
+  orq $4, (%rcx)
+  add $8, %rcx
+  dec %esi
+  jnz 1b
+  mov %cr3, %rax
+  mov %rax, %cr3
+  /* TSS (RSP0 for the INT3 gate) in GDT slots 5-6 */
+  lea tss(%rip), %rax
+  lea kernel_stack_top(%rip), %rcx
+  mov %rcx, 4(%rax)
+  movw $104, 102(%rax)    /* no I/O bitmap */
+  shl $16, %rax
+  or $0x67, %rax
+  movabs $(0x89 << 40), %rcx
+  or %rcx, %rax
+  lea user_gdt(%rip), %rcx
+  mov %rax, 40(%rcx)
+  movq $0, 48(%rcx)
+  lea user_gdt_descriptor(%rip), %rax
+  mov %rcx, 2(%rax)
+  lgdt (%rax)
+  mov $0x28, %ax
+  ltr %ax
+  /* IDT: vector 3 only, DPL 3 */
+  lea user_print(%rip), %rcx
+  lea user_idt(%rip), %rax
+  movw %cx, 3 * 16(%rax)
+  movw $0x08, 3 * 16 + 2(%rax)
+  movw $0xee00, 3 * 16 + 4(%rax)
+  shr $16, %rcx
+  movw %cx, 3 * 16 + 6(%rax)
+  shr $16, %rcx
+  movl %ecx, 3 * 16 + 8(%rax)
+  movl $0, 3 * 16 + 12(%rax)
+  lea user_idt_descriptor(%rip), %rcx
+  mov %rax, 2(%rcx)
+  lidt (%rcx)
+  lea user_stack_top(%rip), %rax
+  pushq $0x23             /* user data, RPL 3 */
+  push %rax
+  pushq $0x2
+  pushq $0x1b             /* user code, RPL 3 */
+  lea iteration(%rip), %rax
+  push %rax
+  iretq
 
 /* r15 = 1 when AVX is usable. KVM-PVM runs CPL0 code in KVM's emulator, which has no AVX at
    all: there the AVX part needs a hardware-virtualized host. */
@@ -139,6 +230,20 @@ exec_page:
   .balign 4096
 
   .data
+  .balign 8
+user_gdt:
+  .quad 0
+  .quad 0x00af9a000000ffff  /* 0x08 kernel code */
+  .quad 0x00cf92000000ffff  /* 0x10 kernel data */
+  .quad 0x00affa000000ffff  /* 0x18 user code */
+  .quad 0x00cff2000000ffff  /* 0x20 user data */
+  .quad 0, 0                /* 0x28 TSS, filled in */
+user_gdt_descriptor:
+  .word 7 * 8 - 1
+  .quad 0
+user_idt_descriptor:
+  .word 4 * 16 - 1
+  .quad 0
   .balign 4096
 watch_page:
   .quad 0
@@ -152,6 +257,20 @@ avx_page:
 reader_count:
   .quad 0
   .balign 4096
+
+  .bss
+  .balign 16
+user_idt:
+  .skip 4 * 16
+tss:
+  .skip 104
+  .balign 16
+kernel_stack:
+  .skip 8192
+kernel_stack_top:
+user_stack:
+  .skip 8192
+user_stack_top:
 
   .section .rodata
 pages_msg:
