@@ -29,7 +29,18 @@
 //
 // The window of a lift: while one vCPU runs an allowed access on a lifted frame, the frame is
 // fully accessible to every vCPU (slots are VM-wide). Accesses by other vCPUs in that window
-// are not reported. It lasts one instruction at CPL0 (tens of µs), longer at CPL3 on KVM-PVM.
+// are not reported. It lasts one instruction at CPL0 (tens of µs), longer at CPL3 on KVM-PVM:
+// until the vCPU's next exit to user space. A slot update by anyone else waits for that exit
+// (the vCPU is not in the exit loop, so it cannot be parked before).
+//
+// Every slot update (a SET_PAGE_ACCESS command as a whole, a lift, a relock, the clear at the
+// end of a session) runs with every other vCPU parked in a job: KVM replaces a slot by delete +
+// create, and a guest page walk or fetch through a frame in that gap takes a #PF the guest never
+// earned (measured on KVM-PVM: a triple fault). Reads and writes of such frames would exit as
+// MMIO and could be served, walks cannot.
+//
+// Measured on KVM-PVM: a native (CPL3) AVX store to a read-only slot lands without any exit, so
+// no event can be raised for it; the emulation-failure path below is for hosts that report it.
 #include <capstone/capstone.h>
 #include <linux/kvm.h>
 
