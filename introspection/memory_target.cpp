@@ -15,4 +15,14 @@ bool GuestMemoryTarget::write_physical(std::uint64_t gpa, std::span<const std::b
   return memory_.write(gpa, in.data(), in.size());
 }
 
+// GuestMemory keeps the map of restricted frames whether or not its RAM was registered with KVM;
+// without registration no slot is ever touched, so no writer is needed.
+int GuestMemoryTarget::set_page_access(std::uint64_t gfn, std::uint8_t access) {
+  return memory_.set_page_access(vmm::GuestMemory::SlotWriter{}, gfn, access);
+}
+
+void GuestMemoryTarget::clear_page_access() {
+  memory_.clear_page_access(vmm::GuestMemory::SlotWriter{});
+}
+
 }  // namespace glassbox::introspection

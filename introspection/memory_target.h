@@ -17,6 +17,10 @@ class GuestMemoryTarget : public VmTarget {
   bool read_physical(std::uint64_t gpa, std::span<std::byte> out) override;
   bool write_physical(std::uint64_t gpa, std::span<const std::byte> in) override;
   HostFacts host_facts() const override { return facts_; }
+  // Restrictions are only recorded: a memory-only target has no vCPUs to fault and no slots.
+  int set_page_access(std::uint64_t gfn, std::uint8_t access) override;
+  std::uint8_t page_access(std::uint64_t gfn) const override { return memory_.page_access(gfn); }
+  void clear_page_access() override;
 
  private:
   vmm::GuestMemory& memory_;

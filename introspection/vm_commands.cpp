@@ -3,13 +3,21 @@
 #include <fmt/format.h>
 
 #include <array>
+#include <cerrno>
 #include <cstring>
+#include <functional>
+#include <optional>
 
 #include "glassbox/kvmi/errors.h"
 #include "glassbox/kvmi/names.h"
 #include "introspection/vcpu_dispatch.h"
 
 namespace glassbox::introspection {
+
+// intercept_page.cpp (declared here: intercepts.h is shared with other interceptions). Runs
+// `update` with every vCPU of the machine `any_vcpu` belongs to out of the guest, and makes every
+// later slot update of that machine do the same.
+void run_page_access_update(vmm::VcpuThread& any_vcpu, const std::function<void()>& update);
 
 namespace {
 
@@ -134,6 +142,43 @@ HandlerResult get_max_gfn(Session& session, const IncomingMessage& message) {
   return reply_ok(session, message, bytes_of(reply));
 }
 
+// §2.3.20. Header problems fail the whole command; after that every entry is attempted and the
+// reply carries the first error, entries that succeeded staying applied (as v7 does).
+HandlerResult set_page_access(Session& session, const IncomingMessage& message) {
+  const auto req = message.read_as<kvmi::VmSetPageAccess>();
+  if (req.padding1 != 0 || req.padding2 != 0) return reply_error(session, message, Errno::Inval);
+  const std::size_t needed =
+      kvmi::kVmSetPageAccessEntriesOffset + std::size_t{req.count} * sizeof(kvmi::PageAccessEntry);
+  if (message.payload.size() < needed) return reply_error(session, message, Errno::Inval);
+  std::optional<Errno> first_error;
+  auto note = [&](Errno e) {
+    if (!first_error) first_error = e;
+  };
+  auto apply_entries = [&] {
+    for (std::size_t i = 0; i < req.count; ++i) {
+      const auto entry = message.read_as<kvmi::PageAccessEntry>(
+          kvmi::kVmSetPageAccessEntriesOffset + i * sizeof(kvmi::PageAccessEntry));
+      if ((entry.access & ~kvmi::kPageAccessRwx) != 0 || entry.padding1 != 0 ||
+          entry.padding2 != 0 || entry.padding3 != 0) {
+        note(Errno::Inval);
+        continue;
+      }
+      // GPAs outside RAM are ignored by the target (success), as v7 ignores frames with no slot.
+      const int r = session.vm().set_page_access(entry.gpa / kvmi::kPageSize, entry.access);
+      if (r == 0) continue;
+      note(r == -ENOMEM ? Errno::NoMem : r == -ENOSYS ? Errno::OpNotSupp : Errno::Inval);
+    }
+  };
+  // Slot updates are not atomic: a whole command is applied during one stop of the vCPUs.
+  if (vmm::VcpuThread* any = session.vm().vcpu_thread(0)) {
+    run_page_access_update(*any, apply_entries);
+  } else {
+    apply_entries();  // memory-only target: no vCPUs, no slots
+  }
+  if (first_error) return reply_error(session, message, *first_error);
+  return reply_ok(session, message);
+}
+
 }  // namespace
 
 VmCommandHandler find_vm_command(std::uint16_t id) {
@@ -154,8 +199,9 @@ VmCommandHandler find_vm_command(std::uint16_t id) {
       return &write_physical;
     case kvmi::MessageId::VmGetMaxGfn:
       return &get_max_gfn;
+    case kvmi::MessageId::VmSetPageAccess:
+      return &set_page_access;
     default:
-      // VM_SET_PAGE_ACCESS comes with page-access interception (next issue).
       return nullptr;
   }
 }

@@ -366,6 +366,14 @@ void VcpuThread::handle_mmio(kvm_run& run) {
 }
 
 bool VcpuThread::handle_internal_error(kvm_run& run) {
+  // An intercept that explained an emulation failure may have run the vCPU on, on this thread
+  // (one instruction with a restricted page mapped for it, introspection/intercept_page.cpp).
+  // The exit that ended that run is then in kvm_run and is handled like any other. A new
+  // emulation failure is left alone: re-entering reproduces it (RIP is still at the
+  // instruction), which also keeps this from recursing.
+  auto handle_exit_left_by_intercept = [this](kvm_run& r) {
+    return r.exit_reason == KVM_EXIT_INTERNAL_ERROR || handle_exit();
+  };
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
       (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
     const auto* insn = run.emulation_failure.insn_bytes;
@@ -379,11 +387,13 @@ bool VcpuThread::handle_internal_error(kvm_run& run) {
       return true;
     }
     const std::size_t size = std::min<std::size_t>(run.emulation_failure.insn_size, 15);
-    if (machine_.intercepts().on_emulation_failure(*this, {insn, size})) return true;
+    if (machine_.intercepts().on_emulation_failure(*this, {insn, size})) {
+      return handle_exit_left_by_intercept(run);
+    }
   } else if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
              machine_.intercepts().on_fetch_fault(*this)) {
     // No instruction bytes: the fetch itself failed, e.g. from a page taken out of its slot.
-    return true;
+    return handle_exit_left_by_intercept(run);
   }
   std::string bytes;
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
