@@ -116,6 +116,7 @@ class Guardian {
  public:
   Guardian(Session& session, GuestDescription guest) : s_(session), guest_(guest) {}
 
+  // Protects what it can; false when nothing could be protected.
   bool arm();
   // Runs until the VM goes away (true) or a signal (false).
   bool watch();
@@ -123,6 +124,8 @@ class Guardian {
   void print_summary() const;
 
  private:
+  bool arm_pages();
+  bool arm_lstar();
   std::uint64_t kernel_gpa(std::uint64_t gva);
   Region region_of(const std::string& name, std::uint64_t start, std::uint64_t end);
   kvmi::EventAction on_pf(const ReceivedEvent& event);
@@ -169,15 +172,34 @@ bool Guardian::arm() {
   regions_.push_back(
       region_of("syscall-table", guest_.table_start, guest_.table_start + guest_.table_size));
 
+  // Each protection stands on its own: a VMM that cannot do one still gets the other, with a
+  // warning, rather than no guardian at all.
+  const bool pages = arm_pages();
+  const bool lstar = arm_lstar();
+  if (!pages && !lstar) return false;
+  const std::uint32_t msrs[] = {kMsrLstar};
+  auto regs = s_.get_registers(0, msrs);
+  const std::uint64_t now = regs && !regs->msrs.empty() ? regs->msrs[0].data : 0;
+  std::printf("guardian: LSTAR is %#llx (the kernel's entry is %#llx); writes %s\n",
+              static_cast<unsigned long long>(now),
+              static_cast<unsigned long long>(guest_.syscall_entry),
+              lstar ? ("tracked on " + std::to_string(vcpus_) + " vCPUs").c_str() : "NOT tracked");
+  refresh_processes();
+  std::fflush(stdout);
+  return true;
+}
+
+bool Guardian::arm_pages() {
   // Events before restrictions, so no violation can slip between the two.
   for (std::uint16_t v = 0; v < vcpus_; ++v) {
     if (auto r = s_.control_vcpu_events(v, kvmi::EventId::Pf, true); !r) {
-      std::fprintf(stderr, "guardian: cannot enable PF events on vCPU %u: %s\n", v,
-                   r.error().message.c_str());
+      std::fprintf(stderr,
+                   "guardian: warning: kernel pages left unprotected: PF events on vCPU %u: %s\n",
+                   v, r.error().message.c_str());
       return false;
     }
+    pf_on_ = true;
   }
-  pf_on_ = true;
   for (const auto& region : regions_) {
     std::vector<kvmi::PageAccessEntry> entries;
     for (auto page : region.pages) {
@@ -187,8 +209,8 @@ bool Guardian::arm() {
       entries.push_back(e);
     }
     if (auto r = s_.set_page_access(entries); !r) {
-      std::fprintf(stderr, "guardian: cannot write-protect the %s: %s\n", region.name.c_str(),
-                   r.error().message.c_str());
+      std::fprintf(stderr, "guardian: warning: cannot write-protect the %s: %s\n",
+                   region.name.c_str(), r.error().message.c_str());
       return false;
     }
     std::printf("guardian: %s %#llx-%#llx (%zu page%s) is now r-x\n", region.name.c_str(),
@@ -196,25 +218,20 @@ bool Guardian::arm() {
                 static_cast<unsigned long long>(region.pages.back() + kPage), region.pages.size(),
                 region.pages.size() == 1 ? "" : "s");
   }
+  return true;
+}
+
+bool Guardian::arm_lstar() {
   for (std::uint16_t v = 0; v < vcpus_; ++v) {
+    msr_on_ = true;  // whatever got through is undone by disarm()
     auto tracked = s_.control_msr(v, kMsrLstar, true);
     auto enabled = tracked ? s_.control_vcpu_events(v, kvmi::EventId::Msr, true) : tracked;
     if (!enabled) {
-      std::fprintf(stderr, "guardian: cannot track LSTAR on vCPU %u: %s\n", v,
+      std::fprintf(stderr, "guardian: warning: LSTAR left unprotected: vCPU %u: %s\n", v,
                    enabled.error().message.c_str());
       return false;
     }
-    msr_on_ = true;
   }
-  const std::uint32_t msrs[] = {kMsrLstar};
-  auto regs = s_.get_registers(0, msrs);
-  const std::uint64_t lstar = regs && !regs->msrs.empty() ? regs->msrs[0].data : 0;
-  std::printf(
-      "guardian: LSTAR is %#llx (the kernel's entry is %#llx); writes tracked on %u vCPUs\n",
-      static_cast<unsigned long long>(lstar), static_cast<unsigned long long>(guest_.syscall_entry),
-      vcpus_);
-  refresh_processes();
-  std::fflush(stdout);
   return true;
 }
 
