@@ -44,7 +44,8 @@ guardian_demo() {
   for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
   echo "--- guest console (attack mode, guardian attached on $sock)"
   status=0
-  "$bin/glassbox" run --kernel "$guest" --cpus 2 --cmdline attack --name guardian-demo \
+  "$bin/glassbox" --log-level warn run --kernel "$guest" --cpus 2 --cmdline attack \
+    --name guardian-demo \
     --introspect "unix:$sock" | tee "$log.guest" || status=$?
   wait $guardian || true
   trap - EXIT
