@@ -100,6 +100,13 @@ next:
   call puts
   call unlock_console
 
+  /* Pace the loop (~10-40 ms per line at CPL0, where every instruction is emulated) so the
+     console stays readable and a test that reads it now and then never finds the pipe full. */
+  mov $10000, %ecx
+3:
+  dec %ecx
+  jnz 3b
+
   test %r14, %r14
   jz next
   cmp %r14, %rbx
