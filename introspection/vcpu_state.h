@@ -11,6 +11,7 @@
 #include <bitset>
 #include <cstddef>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <vector>
@@ -18,6 +19,33 @@
 #include "glassbox/kvmi/ids.h"
 
 namespace glassbox::introspection {
+
+// The MSRs one vCPU tracks (VCPU_CONTROL_MSR). Written on the vCPU's own thread, but read from
+// other vCPUs' threads too: the MSR filter is VM-wide, built from the union of every vCPU's set.
+class TrackedMsrs {
+ public:
+  void insert(std::uint32_t msr) {
+    std::lock_guard lock(mutex_);
+    msrs_.insert(msr);
+  }
+  void erase(std::uint32_t msr) {
+    std::lock_guard lock(mutex_);
+    msrs_.erase(msr);
+  }
+  bool contains(std::uint32_t msr) const {
+    std::lock_guard lock(mutex_);
+    return msrs_.contains(msr);
+  }
+  // Adds this vCPU's MSRs to `out`.
+  void add_to(std::set<std::uint32_t>& out) const {
+    std::lock_guard lock(mutex_);
+    out.insert(msrs_.begin(), msrs_.end());
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::set<std::uint32_t> msrs_;
+};
 
 struct PendingInjection {
   std::uint8_t vector = 0;
@@ -53,7 +81,7 @@ class VcpuIntrospection {
 
   // Interceptions the tool selected (their events arrive with the events issue).
   std::bitset<5> cr_enabled;  // CR0, CR3, CR4
-  std::set<std::uint32_t> tracked_msrs;
+  TrackedMsrs tracked_msrs;   // shared: has its own lock
   bool singlestep = false;
 
   // The vCPU's CPUID table, read once (KVM_GET_CPUID2 is a 6 µs ioctl here).

@@ -12,6 +12,7 @@
 #include "glassbox/boot/boot_info.h"
 #include "vmm/devices/power.h"
 #include "vmm/loader/elf_loader.h"
+#include "vmm/msr_filter.h"
 #include "vmm/x86/boot_setup.h"
 
 namespace glassbox::vmm {
@@ -106,6 +107,20 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     }
   }
 
+  // Filtered WRMSRs exit to user space (KVMI_EVENT_MSR). Only the filter's reason: MSRs KVM does
+  // not know keep raising #GP in the guest as they always did. Enabled once, before any filter;
+  // without it a filter would turn intercepted writes into #GPs.
+  if (quirks.msr_filter) {
+    if (auto r = machine->vm_.enable_cap(KVM_CAP_X86_USER_SPACE_MSR, KVM_MSR_EXIT_REASON_FILTER);
+        r) {
+      machine->msr_exits_ = true;
+    } else {
+      spdlog::debug("{}: MSR write interception unavailable", r.error().message());
+    }
+  } else {
+    spdlog::debug("host has no MSR filter: MSR write interception unavailable");
+  }
+
   auto loaded = load_elf_kernel(config.kernel, machine->memory_, GLASSBOX_KERNEL_MIN_GPA);
   if (!loaded) return std::unexpected("--kernel: " + loaded.error());
   machine->boot_.entry_gpa = loaded->entry_gpa;
@@ -182,7 +197,21 @@ StopRequest Machine::wait_for_stop() {
 }
 
 bool Machine::set_msr_write_intercepts(const std::set<std::uint32_t>& msrs) {
-  return msrs.empty();  // not implemented yet
+  // Without user-space MSR exits no filter was ever installed: nothing to remove, nothing to add.
+  if (!msr_exits_) return msrs.empty();
+  for (std::uint32_t msr : msrs) {
+    if (!MsrWriteFilter::filterable(msr)) return false;
+  }
+  const MsrWriteFilter filter(msrs);
+  // A VM ioctl, valid from any thread; the lock makes concurrent replacements (vCPU threads
+  // running CONTROL_MSR, the receiving thread undoing a session) take effect one whole set at a
+  // time.
+  std::lock_guard lock(msr_filter_mutex_);
+  if (auto r = vm_.set_msr_filter(filter.filter()); !r) {
+    spdlog::warn("{} ({} MSRs)", r.error().message(), msrs.size());
+    return false;
+  }
+  return true;
 }
 
 }  // namespace glassbox::vmm

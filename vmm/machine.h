@@ -104,6 +104,10 @@ class Machine {
   VcpuEntryGate* entry_gate_ = nullptr;
   VcpuIntercepts default_intercepts_;
   VcpuIntercepts* intercepts_ = &default_intercepts_;
+  // KVM_CAP_X86_USER_SPACE_MSR(FILTER) was enabled in create(): filtered WRMSRs reach us.
+  bool msr_exits_ = false;
+  // Serialises filter replacements so the last set asked for is the one KVM keeps.
+  std::mutex msr_filter_mutex_;
 
   std::atomic<bool> stop_requested_{false};
   std::mutex stop_mutex_;
