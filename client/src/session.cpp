@@ -216,28 +216,29 @@ std::vector<std::byte> Session::to_wire_payload(std::uint16_t v7_id,
 // ---- Session: raw and pipelined requests -------------------------------------------------
 
 Result<PendingReply> Session::submit(kvmi::MessageId id, std::span<const std::byte> payload) {
-  auto raw_id = static_cast<std::uint16_t>(id);
+  const auto v7_id = static_cast<std::uint16_t>(id);
   if (payload.size() > kvmi::kMsgSize) {
-    return make_error(ErrorKind::InvalidArgument, command_label(raw_id) + ": payload of " +
+    return make_error(ErrorKind::InvalidArgument, command_label(v7_id) + ": payload of " +
                                                       std::to_string(payload.size()) +
                                                       " bytes exceeds KVMI_MSG_SIZE");
   }
   std::vector<std::byte> translated;
   if (options_.dialect != kvmi::Dialect::RfcV7) {
     // The dialect edge of the tool's side: the wire id, and ids carried inside the payload.
-    translated = to_wire_payload(raw_id, payload);
+    translated = to_wire_payload(v7_id, payload);
     payload = translated;
-    raw_id = kvmi::wire_message_id(options_.dialect, raw_id);
   }
-  auto slot = core_->add_slot(raw_id, std::nullopt);
-  if (!slot) return std::unexpected(with_command(std::move(slot.error()), raw_id));
-  kvmi::MsgHdr hdr{raw_id, static_cast<std::uint16_t>(payload.size()), slot->first};
+  const std::uint16_t wire_id = kvmi::wire_message_id(options_.dialect, v7_id);
+  // The reply is matched on the wire id; the caller and the error texts keep the v7 one.
+  auto slot = core_->add_slot(wire_id, std::nullopt);
+  if (!slot) return std::unexpected(with_command(std::move(slot.error()), v7_id));
+  const kvmi::MsgHdr hdr{wire_id, static_cast<std::uint16_t>(payload.size()), slot->first};
   // The slot exists before the bytes leave, so even an instant reply finds its waiter.
   if (auto w = core_->write_message(hdr, payload); !w) {
     core_->remove_slot(slot->first, slot->second);
-    return std::unexpected(with_command(std::move(w.error()), raw_id));
+    return std::unexpected(with_command(std::move(w.error()), v7_id));
   }
-  return PendingReply(core_, std::move(slot->second), hdr);
+  return PendingReply(core_, std::move(slot->second), kvmi::MsgHdr{v7_id, hdr.size, hdr.seq});
 }
 
 Result<PendingReply> Session::submit_raw(std::span<const std::byte> message) {
