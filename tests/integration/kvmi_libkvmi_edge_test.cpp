@@ -58,6 +58,9 @@ class KvmiLibkvmiEdge : public ::testing::Test {
     auto memory = glassbox::vmm::GuestMemory::create(kRam);
     ASSERT_TRUE(memory);
     memory_.emplace(std::move(*memory));
+    // Written before the receiver thread starts: a socket round trip is no happens-before edge
+    // ThreadSanitizer can see.
+    ASSERT_TRUE(memory_->write(0x2000, "LIBKVMI!", 8));
     intro::HostFacts facts;
     facts.singlestep = true;  // v7 would report it in GET_VERSION; libkvmi must read zeros
     facts.can_singlestep = true;
@@ -143,7 +146,6 @@ TEST_F(KvmiLibkvmiEdge, GetVersionRepliesVersionOneAndAllFeaturesZero) {
 }
 
 TEST_F(KvmiLibkvmiEdge, TypedCallsGoOutWithLibkvmiIdsAndTheirRepliesMatch) {
-  ASSERT_TRUE(memory_->write(0x2000, "LIBKVMI!", 8));
   auto count = tool_->get_vcpu_count();  // GET_GUEST_INFO 5
   ASSERT_TRUE(count) << count.error().message;
   EXPECT_EQ(*count, 2u);
