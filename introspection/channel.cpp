@@ -3,8 +3,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
+
+#include "glassbox/kvmi/events.h"
 
 namespace glassbox::introspection {
 
@@ -25,6 +28,21 @@ ReadStatus Channel::read_exact(std::span<std::byte> out, int* errno_out) {
 
 std::expected<void, int> Channel::send(std::uint16_t id, std::uint32_t seq,
                                        std::initializer_list<std::span<const std::byte>> parts) {
+  const std::span<const std::span<const std::byte>> given(parts.begin(), parts.size());
+  if (!edge_.translates()) return send_wire(id, seq, given);
+  // The dialect edge: the wire id, and an event's id inside its common part (the first part).
+  std::array<std::span<const std::byte>, 8> wire_parts{};
+  if (given.size() > wire_parts.size()) return std::unexpected(EINVAL);
+  std::copy(given.begin(), given.end(), wire_parts.begin());
+  kvmi::Event event{};
+  if (id == static_cast<std::uint16_t>(kvmi::MessageId::Event) && !given.empty()) {
+    wire_parts[0] = edge_.wire_event(given[0], event);
+  }
+  return send_wire(edge_.wire_message_id(id), seq, std::span(wire_parts).first(given.size()));
+}
+
+std::expected<void, int> Channel::send_wire(std::uint16_t id, std::uint32_t seq,
+                                            std::span<const std::span<const std::byte>> parts) {
   constexpr std::size_t kMaxParts = 8;
   if (parts.size() + 1 > kMaxParts) return std::unexpected(EINVAL);
   std::size_t payload = 0;
@@ -68,9 +86,19 @@ std::expected<void, int> Channel::send(std::uint16_t id, std::uint32_t seq,
 
 std::expected<void, int> Channel::send_reply(const kvmi::MsgHdr& request, std::int32_t err,
                                              std::span<const std::byte> data) {
+  if (edge_.translates() && edge_.take_suppressed(request.id, request.seq)) return {};
   kvmi::ErrorCode code{err, 0};
   if (err != 0) data = {};
   return send(request.id, request.seq, {bytes_of(code), data});
+}
+
+std::expected<void, int> Channel::send_wire_reply(const kvmi::MsgHdr& wire_request,
+                                                  std::int32_t err,
+                                                  std::span<const std::byte> data) {
+  kvmi::ErrorCode code{err, 0};
+  if (err != 0) data = {};
+  const std::span<const std::byte> parts[] = {bytes_of(code), data};
+  return send_wire(wire_request.id, wire_request.seq, parts);
 }
 
 void Channel::shutdown() {

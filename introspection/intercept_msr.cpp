@@ -51,11 +51,20 @@ std::optional<std::uint64_t> SessionIntercepts::on_msr_write(vmm::VcpuThread& vc
   return reply.new_val;
 }
 
+namespace {
+// Computing a union and installing it happen under one lock: two vCPUs changing their sets at
+// once must not install their unions in the opposite order (the older union would win), and a
+// CONTROL_MSR finishing as the session ends must not reinstall a filter its undo removed.
+std::mutex filter_mutex;
+}  // namespace
+
+void clear_msr_intercepts(Session& session) {
+  std::lock_guard lock(filter_mutex);
+  session.vm().set_msr_write_intercepts({});
+}
+
 bool apply_msr_intercepts(Session& session) {
-  // Computing the union and installing it happen under one lock: two vCPUs changing their sets at
-  // once must not install their unions in the opposite order (the older union would win).
-  static std::mutex apply_mutex;
-  std::lock_guard lock(apply_mutex);
+  std::lock_guard lock(filter_mutex);
   std::set<std::uint32_t> all;
   // A session that has ended keeps no filter (its undo may already have run).
   if (!session.closed()) {

@@ -15,7 +15,7 @@ std::shared_ptr<Session> SessionIntercepts::session_for(vmm::VcpuThread& vcpu,
 }
 
 void undo_vm_interceptions(Session& session) {
-  session.vm().set_msr_write_intercepts({});
+  clear_msr_intercepts(session);
   session.vm().clear_page_access();
 }
 

@@ -49,6 +49,9 @@ void apply_vcpu_debug(vmm::VcpuThread& vcpu, const VcpuIntrospection& state);
 // VCPU_CONTROL_MSR changed a vCPU's tracked MSRs: rebuild the VM-wide write filter from every
 // vCPU's set (intercept_msr.cpp). Returns false when KVM refused the filter.
 bool apply_msr_intercepts(Session& session);
+// Removes the filter (session end); serialized with apply_msr_intercepts. The session must be
+// closed already, so no later apply reinstalls it.
+void clear_msr_intercepts(Session& session);
 
 // The session ended (tool gone or unhooked): every interception it set up is undone — the MSR
 // filter, the page restrictions — so the guest runs on unchanged (spec §5.5). The per-vCPU guest

@@ -12,6 +12,7 @@
 
 #include "glassbox/kvmi/errors.h"
 #include "glassbox/kvmi/names.h"
+#include "introspection/dialect.h"
 #include "introspection/vcpu_dispatch.h"
 #include "introspection/vm_commands.h"
 
@@ -81,6 +82,11 @@ HandlerResult handle_one(Session& session, std::span<std::byte> buffer) {
     return std::unexpected(
         read_failure(status == ReadStatus::Eof ? ReadStatus::Truncated : status, err, "payload"));
   }
+  // The dialect edge: from here on ids are RFC v7 ids (a libkvmi tool's are translated, and what
+  // has no v7 equivalent is answered by the edge itself).
+  auto translated = translate_incoming(channel, message.hdr, payload);
+  if (!translated) return std::unexpected(translated.error());
+  if (!*translated) return {};
   message.payload = payload;
   spdlog::trace("kvmi: {} (id {}) seq {} size {}", kvmi::message_name(message.hdr.id),
                 message.hdr.id, message.hdr.seq, message.hdr.size);
@@ -114,11 +120,12 @@ std::string run_receiver(Session& session) {
   }
 }
 
-std::string run_receiver_on_fd(int fd, VmTarget& vm, Permissions permissions) {
+std::string run_receiver_on_fd(int fd, VmTarget& vm, Permissions permissions,
+                               kvmi::Dialect dialect) {
   UniqueFd own(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
   if (!own.valid()) return fmt::format("dup of fd {}: {}", fd, std::strerror(errno));
   std::atomic<std::uint32_t> event_seq{0};
-  Session session(std::move(own), vm, permissions, event_seq);
+  Session session(std::move(own), vm, permissions, event_seq, dialect);
   return run_receiver(session);
 }
 

@@ -18,6 +18,7 @@ std::string run_receiver(Session& session);
 // The whole receiver over a connected stream socket `fd` (duplicated; the caller keeps and closes
 // its own): what the fuzz targets drive with a socketpair and a GuestMemoryTarget. The handshake
 // is not part of it (run_vmm_handshake). Returns the close reason.
-std::string run_receiver_on_fd(int fd, VmTarget& vm, Permissions permissions);
+std::string run_receiver_on_fd(int fd, VmTarget& vm, Permissions permissions,
+                               kvmi::Dialect dialect = kvmi::Dialect::RfcV7);
 
 }  // namespace glassbox::introspection

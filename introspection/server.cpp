@@ -75,9 +75,10 @@ IntrospectionServer::~IntrospectionServer() {
 }
 
 void IntrospectionServer::start() {
-  spdlog::info("introspection: {} (VM '{}', uuid {}); allowed {}", config_.endpoint.describe(),
-               config_.identity.name, format_uuid(config_.identity.uuid),
-               config_.permissions.describe());
+  spdlog::info("introspection: {} (VM '{}', uuid {}); allowed {}; KVMI dialect {}",
+               config_.endpoint.describe(), config_.identity.name,
+               format_uuid(config_.identity.uuid), config_.permissions.describe(),
+               kvmi::dialect_name(config_.dialect));
   if (!config_.secret) {
     spdlog::warn(
         "introspection: no --secret given; any local process that can reach {} is "
@@ -195,7 +196,8 @@ void IntrospectionServer::serve(UniqueFd fd) {
     spdlog::error("introspection: eventfd: {}; dropping the tool", std::strerror(errno));
     return;
   }
-  auto session = std::make_shared<Session>(std::move(fd), vm_, config_.permissions, event_seq_);
+  auto session = std::make_shared<Session>(std::move(fd), vm_, config_.permissions, event_seq_,
+                                           config_.dialect);
   {
     std::lock_guard lock(session_mutex_);
     session_ = session;

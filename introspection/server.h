@@ -34,6 +34,8 @@ struct ServerConfig {
   std::chrono::milliseconds unhook_timeout{5000};
   // unix: mode retries (and reconnects after a session) at this interval.
   std::chrono::milliseconds reconnect_interval{1000};
+  // --kvmi-dialect: the numbering the tool speaks (libkvmi for LibVMI / HVMI tools).
+  kvmi::Dialect dialect = kvmi::Dialect::RfcV7;
 };
 
 class IntrospectionServer final : public vmm::VcpuEntryGate {

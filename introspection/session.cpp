@@ -5,8 +5,8 @@
 namespace glassbox::introspection {
 
 Session::Session(UniqueFd fd, VmTarget& vm, Permissions permissions,
-                 std::atomic<std::uint32_t>& event_seq)
-    : channel_(std::move(fd)), vm_(vm), permissions_(permissions), event_seq_(event_seq) {
+                 std::atomic<std::uint32_t>& event_seq, kvmi::Dialect dialect)
+    : channel_(std::move(fd), dialect), vm_(vm), permissions_(permissions), event_seq_(event_seq) {
   for (std::uint32_t i = 0; i < vm.vcpu_count(); ++i) {
     vcpus_.push_back(std::make_unique<VcpuIntrospection>());
   }

@@ -20,8 +20,9 @@ namespace glassbox::introspection {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   // `event_seq` is the per-VM event counter (spec §1.3): it outlives sessions, as on KVM.
-  Session(UniqueFd fd, VmTarget& vm, Permissions permissions,
-          std::atomic<std::uint32_t>& event_seq);
+  // `dialect`: the KVMI numbering the tool speaks, translated by the channel's edge.
+  Session(UniqueFd fd, VmTarget& vm, Permissions permissions, std::atomic<std::uint32_t>& event_seq,
+          kvmi::Dialect dialect = kvmi::Dialect::RfcV7);
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 

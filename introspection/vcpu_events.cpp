@@ -46,10 +46,11 @@ kvmi::Event snapshot(vmm::VcpuThread& vcpu, kvmi::EventId id) {
 
 bool action_allowed(kvmi::EventId id, kvmi::EventAction action) {
   if (action == kvmi::EventAction::Continue || action == kvmi::EventAction::Crash) return true;
-  // RETRY is meaningful where the instruction can be re-executed (spec §3.4).
+  // RETRY is meaningful where the instruction can be re-executed (spec §3.4), and for CR and
+  // MSR writes, where any answer but CONTINUE refuses the write (§3.4.5, §3.4.9).
   return action == kvmi::EventAction::Retry &&
          (id == kvmi::EventId::Breakpoint || id == kvmi::EventId::Pf ||
-          id == kvmi::EventId::Descriptor);
+          id == kvmi::EventId::Descriptor || id == kvmi::EventId::Msr || id == kvmi::EventId::Cr);
 }
 
 }  // namespace

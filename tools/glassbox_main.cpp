@@ -3,6 +3,7 @@
 //   glassbox run --kernel FILE [--cmdline S] [--cpus N] [--memory SIZE] [--name NAME]
 //                [--introspect unix:PATH|listen:unix:PATH] [--secret FILE]
 //                [--allow-commands all|LIST] [--allow-events all|LIST]
+//                [--kvmi-dialect rfc-v7|libkvmi]
 //   glassbox host-info [--json]
 //
 // The serial console goes to stdout, the VMM's log to stderr. The exit status is the guest's
@@ -24,6 +25,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "glassbox/kvmi/dialect.h"
 #include "introspection/endpoint.h"
 #include "introspection/handshake.h"
 #include "introspection/machine_target.h"
@@ -59,6 +61,7 @@ struct RunOptions {
   std::string secret;
   std::string allow_commands = "all";
   std::string allow_events = "all";
+  std::string kvmi_dialect = "rfc-v7";
 };
 
 // The introspection settings checked before anything is built, so a typo is a usage error.
@@ -66,15 +69,16 @@ struct IntrospectionSetup {
   glassbox::introspection::Endpoint endpoint;
   glassbox::introspection::Permissions permissions;
   std::optional<glassbox::introspection::CookieHash> secret;
+  glassbox::kvmi::Dialect dialect = glassbox::kvmi::Dialect::RfcV7;
 };
 
 std::expected<std::optional<IntrospectionSetup>, std::string> check_introspection(
     const RunOptions& options) {
   if (options.introspect.empty()) {
     if (!options.secret.empty() || options.allow_commands != "all" ||
-        options.allow_events != "all") {
-      return std::unexpected(
-          std::string("--secret, --allow-commands and --allow-events need --introspect"));
+        options.allow_events != "all" || options.kvmi_dialect != "rfc-v7") {
+      return std::unexpected(std::string(
+          "--secret, --allow-commands, --allow-events and --kvmi-dialect need --introspect"));
     }
     return std::nullopt;
   }
@@ -84,6 +88,12 @@ std::expected<std::optional<IntrospectionSetup>, std::string> check_introspectio
       glassbox::introspection::Permissions::parse(options.allow_commands, options.allow_events);
   if (!permissions) return std::unexpected(permissions.error());
   IntrospectionSetup setup{*endpoint, *permissions, std::nullopt};
+  auto dialect = glassbox::kvmi::parse_dialect(options.kvmi_dialect);
+  if (!dialect) {
+    return std::unexpected(
+        fmt::format("--kvmi-dialect {}: must be rfc-v7 or libkvmi", options.kvmi_dialect));
+  }
+  setup.dialect = *dialect;
   if (!options.secret.empty()) {
     auto hash = glassbox::introspection::cookie_hash_of_file(options.secret);
     if (!hash) return std::unexpected(hash.error());
@@ -155,6 +165,7 @@ int run_vm(const RunOptions& options) {
     server_config.endpoint = (*introspection)->endpoint;
     server_config.permissions = (*introspection)->permissions;
     server_config.secret = (*introspection)->secret;
+    server_config.dialect = (*introspection)->dialect;
     server_config.identity.uuid = glassbox::introspection::random_uuid();
     server_config.identity.start_time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                                std::chrono::system_clock::now().time_since_epoch())
@@ -229,6 +240,9 @@ int main(int argc, char** argv) {
                       "GET_VERSION, VM_CHECK_COMMAND and VM_CHECK_EVENT are always allowed");
   run_cmd->add_option("--allow-events", run.allow_events,
                       "'all' (default), 'none', or a comma list of KVMI event names or ids");
+  run_cmd->add_option("--kvmi-dialect", run.kvmi_dialect,
+                      "KVMI numbering the tool speaks: rfc-v7 (default) or libkvmi (Bitdefender "
+                      "libkvmi and the tools built on it: LibVMI, HVMI)");
 
   bool json = false;
   auto* info_cmd = app.add_subcommand("host-info", "show what this host's KVM can do");

@@ -47,9 +47,14 @@ Result<std::vector<std::uint8_t>> read_secret_file(const std::filesystem::path& 
 
 // ---- ReceivedEvent -------------------------------------------------------------------------
 
-ReceivedEvent::ReceivedEvent(Message message) : message_(std::move(message)) {
+ReceivedEvent::ReceivedEvent(Message message, kvmi::Dialect dialect)
+    : message_(std::move(message)) {
   std::memcpy(&common_, message_.payload.data(),
               std::min(message_.payload.size(), sizeof(common_)));
+  wire_event_ = common_.event;
+  // An event id without a v7 equivalent (CREATE_VCPU, CPUID) is kept out of the v7 range.
+  common_.event = static_cast<std::uint8_t>(
+      kvmi::v7_event_id(dialect, wire_event_).value_or(kvmi::kUntranslatableId & 0xff));
 }
 
 std::span<const std::byte> ReceivedEvent::specific() const {
@@ -186,24 +191,54 @@ Result<std::unique_ptr<Session>> Session::connect(const std::filesystem::path& p
   return adopt(fd.release(), std::move(options));
 }
 
+std::vector<std::byte> Session::to_wire_payload(std::uint16_t v7_id,
+                                                std::span<const std::byte> payload) const {
+  std::vector<std::byte> out(payload.begin(), payload.end());
+  const auto field = kvmi::payload_id_field(v7_id);
+  if (auto value = kvmi::read_id_field(out, field)) {
+    kvmi::write_id_field(out, field,
+                         field.kind == kvmi::PayloadIdField::Kind::Message
+                             ? kvmi::wire_message_id(options_.dialect, *value)
+                             : kvmi::wire_event_id(options_.dialect, *value));
+  }
+  if (options_.dialect == kvmi::Dialect::Libkvmi &&
+      v7_id == static_cast<std::uint16_t>(kvmi::MessageId::VmSetPageAccess) &&
+      out.size() >= sizeof(kvmi::VmSetPageAccess)) {
+    // libkvmi's header is {u16 view, u16 count}: view 0, the count second.
+    kvmi::VmSetPageAccess v7{};
+    std::memcpy(&v7, out.data(), sizeof v7);
+    const kvmi::libkvmi::SetPageAccess wire{0, v7.count, v7.padding2};
+    std::memcpy(out.data(), &wire, sizeof wire);
+  }
+  return out;
+}
+
 // ---- Session: raw and pipelined requests -------------------------------------------------
 
 Result<PendingReply> Session::submit(kvmi::MessageId id, std::span<const std::byte> payload) {
-  auto raw_id = static_cast<std::uint16_t>(id);
+  const auto v7_id = static_cast<std::uint16_t>(id);
   if (payload.size() > kvmi::kMsgSize) {
-    return make_error(ErrorKind::InvalidArgument, command_label(raw_id) + ": payload of " +
+    return make_error(ErrorKind::InvalidArgument, command_label(v7_id) + ": payload of " +
                                                       std::to_string(payload.size()) +
                                                       " bytes exceeds KVMI_MSG_SIZE");
   }
-  auto slot = core_->add_slot(raw_id, std::nullopt);
-  if (!slot) return std::unexpected(with_command(std::move(slot.error()), raw_id));
-  kvmi::MsgHdr hdr{raw_id, static_cast<std::uint16_t>(payload.size()), slot->first};
+  std::vector<std::byte> translated;
+  if (options_.dialect != kvmi::Dialect::RfcV7) {
+    // The dialect edge of the tool's side: the wire id, and ids carried inside the payload.
+    translated = to_wire_payload(v7_id, payload);
+    payload = translated;
+  }
+  const std::uint16_t wire_id = kvmi::wire_message_id(options_.dialect, v7_id);
+  // The reply is matched on the wire id; the caller and the error texts keep the v7 one.
+  auto slot = core_->add_slot(wire_id, std::nullopt);
+  if (!slot) return std::unexpected(with_command(std::move(slot.error()), v7_id));
+  const kvmi::MsgHdr hdr{wire_id, static_cast<std::uint16_t>(payload.size()), slot->first};
   // The slot exists before the bytes leave, so even an instant reply finds its waiter.
   if (auto w = core_->write_message(hdr, payload); !w) {
     core_->remove_slot(slot->first, slot->second);
-    return std::unexpected(with_command(std::move(w.error()), raw_id));
+    return std::unexpected(with_command(std::move(w.error()), v7_id));
   }
-  return PendingReply(core_, std::move(slot->second), hdr);
+  return PendingReply(core_, std::move(slot->second), kvmi::MsgHdr{v7_id, hdr.size, hdr.seq});
 }
 
 Result<PendingReply> Session::submit_raw(std::span<const std::byte> message) {
@@ -397,13 +432,13 @@ Result<void> Session::set_page_access(std::uint64_t gpa, std::uint64_t size, std
 Result<ReceivedEvent> Session::wait_event(std::chrono::milliseconds timeout) {
   auto message = core_->wait_event(timeout);
   if (!message) return std::unexpected(std::move(message.error()));
-  return ReceivedEvent(std::move(*message));
+  return ReceivedEvent(std::move(*message), options_.dialect);
 }
 
 std::optional<ReceivedEvent> Session::poll_event() {
   auto message = core_->poll_event();
   if (!message) return std::nullopt;
-  return ReceivedEvent(std::move(*message));
+  return ReceivedEvent(std::move(*message), options_.dialect);
 }
 
 Result<void> Session::reply_event(const ReceivedEvent& event, kvmi::EventAction action,
@@ -412,7 +447,7 @@ Result<void> Session::reply_event(const ReceivedEvent& event, kvmi::EventAction 
   vcpu.vcpu = event.vcpu();
   kvmi::EventReply reply{};
   reply.action = static_cast<std::uint8_t>(action);
-  reply.event = event.event_id();
+  reply.event = static_cast<std::uint8_t>(kvmi::wire_event_id(options_.dialect, event.event_id()));
   std::vector<std::byte> payload(sizeof(vcpu) + sizeof(reply) + extra.size());
   std::memcpy(payload.data(), &vcpu, sizeof(vcpu));
   std::memcpy(payload.data() + sizeof(vcpu), &reply, sizeof(reply));

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "glassbox/client/error.h"
+#include "glassbox/kvmi/dialect.h"
 #include "glassbox/kvmi/events.h"
 #include "glassbox/kvmi/ids.h"
 #include "glassbox/kvmi/messages.h"
@@ -37,6 +38,10 @@ struct SessionOptions {
   std::chrono::milliseconds handshake_timeout{10000};
   // How long the typed calls wait for their reply; zero waits until the reply or a close.
   std::chrono::milliseconds reply_timeout{0};
+  // The numbering spoken on the wire: must match the VMM's --kvmi-dialect. The API stays in RFC
+  // v7 ids either way (typed calls, submit(), event ids); the session translates at the socket.
+  // submit_raw() and send_raw() send bytes as given, in the dialect's numbering.
+  kvmi::Dialect dialect = kvmi::Dialect::RfcV7;
 };
 
 // Reads a secret file's bytes for SessionOptions::secret.
@@ -73,13 +78,16 @@ struct Version {
 // An event, with the common part decoded and the event-specific part kept as bytes.
 class ReceivedEvent {
  public:
-  explicit ReceivedEvent(Message message);
+  // `dialect`: the numbering of the event id in `message`; event_id() and common() give v7 ids.
+  explicit ReceivedEvent(Message message, kvmi::Dialect dialect = kvmi::Dialect::RfcV7);
 
   const kvmi::MsgHdr& header() const { return message_.hdr; }
   std::uint32_t seq() const { return message_.hdr.seq; }
   const kvmi::Event& common() const { return common_; }
   std::uint16_t vcpu() const { return common_.vcpu; }
   std::uint8_t event_id() const { return common_.event; }
+  // The event id exactly as the VMM sent it (payload() is untranslated too).
+  std::uint8_t wire_event_id() const { return wire_event_; }
   // The bytes after the common part, which starts at offset common().size (§3.2).
   std::span<const std::byte> specific() const;
   const std::vector<std::byte>& payload() const { return message_.payload; }
@@ -96,6 +104,7 @@ class ReceivedEvent {
  private:
   Message message_;
   kvmi::Event common_{};
+  std::uint8_t wire_event_ = 0;
 };
 
 namespace detail {
@@ -255,6 +264,9 @@ class Session {
  private:
   Session(std::shared_ptr<detail::SessionCore> core, VmIdentity vm, SessionOptions options);
   Result<Reply> call(kvmi::MessageId id, std::span<const std::byte> payload, std::size_t min_data);
+  // A copy of `payload` of v7 message `v7_id` with the ids inside it in options_.dialect.
+  std::vector<std::byte> to_wire_payload(std::uint16_t v7_id,
+                                         std::span<const std::byte> payload) const;
 
   std::shared_ptr<detail::SessionCore> core_;
   VmIdentity vm_;
