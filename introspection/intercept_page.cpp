@@ -200,13 +200,11 @@ bool run_lifted(vmm::VcpuThread& vcpu, std::uint64_t gfn) {
   if (!native && !(flags & KVM_GUESTDBG_SINGLESTEP)) {
     stepping = vcpu.set_guest_debug_flags(flags | KVM_GUESTDBG_SINGLESTEP).has_value();
   }
-  kvm_run* run = vcpu.vcpu().run();
   bool ok = true;
   // A kick that was already on its way ends KVM_RUN at once (EINTR); the posted work it
   // announces waits for the exit loop, one instruction later.
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    auto outcome = vcpu.vcpu().run_once();
-    run->immediate_exit = 0;
+  for (int attempt = 0; attempt < 8 && !vcpu.machine().stop_requested(); ++attempt) {
+    auto outcome = vcpu.run_guest_once();
     if (!outcome) {
       spdlog::error("vCPU {}: {}", vcpu.index(), outcome.error().message());
       ok = false;

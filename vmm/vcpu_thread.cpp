@@ -151,13 +151,25 @@ void VcpuThread::apply_entry_debug_flags() {
   }
 }
 
-SysResult<void> VcpuThread::complete_pending_exit() {
-  kvm_run* run = vcpu_.run();
-  run->immediate_exit = 1;
+SysResult<kvm::Vcpu::RunOutcome> VcpuThread::run_guest_once() {
+  in_guest_.store(true, std::memory_order_seq_cst);
+  if (machine_.stop_requested()) {
+    in_guest_.store(false, std::memory_order_seq_cst);
+    return kvm::Vcpu::RunOutcome::kInterrupted;
+  }
   auto outcome = vcpu_.run_once();
-  run->immediate_exit = 0;
-  if (!outcome) return std::unexpected(outcome.error());
-  return {};
+  in_guest_.store(false, std::memory_order_seq_cst);
+  vcpu_.run()->immediate_exit = 0;
+  if (outcome && *outcome == kvm::Vcpu::RunOutcome::kInterrupted) {
+    // Consume the kick; the exit loop sees its reason (posted work, a stop) next.
+    sigset_t kick_set;
+    sigemptyset(&kick_set);
+    sigaddset(&kick_set, kick_signal());
+    const timespec no_wait{};
+    while (sigtimedwait(&kick_set, nullptr, &no_wait) > 0) {
+    }
+  }
+  return outcome;
 }
 
 bool VcpuThread::configure() {

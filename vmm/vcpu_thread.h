@@ -74,9 +74,10 @@ class VcpuThread {
   // KVM), SINGLESTEP to step. Applied at once with KVM_SET_GUEST_DEBUG when they change.
   SysResult<void> set_guest_debug_flags(std::uint32_t flags);
   std::uint32_t guest_debug_flags() const { return guest_debug_flags_; }
-  // Completes an I/O or MMIO exit inside KVM without entering the guest (KVM_RUN with
-  // immediate_exit), so register changes made afterwards are not overwritten by the completion.
-  SysResult<void> complete_pending_exit();
+  // One KVM_RUN outside the exit loop, for code that must run the guest itself (e.g. one access
+  // on a page mapped for it), announced like the loop's so that a kick (a stop, a pause) ends it.
+  // kInterrupted when a kick or a pending stop ended it before or during the run.
+  SysResult<kvm::Vcpu::RunOutcome> run_guest_once();
 
   int index() const { return vcpu_.index(); }
 
