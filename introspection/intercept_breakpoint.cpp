@@ -82,7 +82,9 @@ void apply_vcpu_debug(vmm::VcpuThread& vcpu, const VcpuIntrospection& state) {
   std::uint32_t flags = 0;
   // Hardware KVM exits on #BP only with USE_SW_BP; KVM-PVM hands every CPL0 INT3 over anyway.
   if (state.event_enabled(kvmi::EventId::Breakpoint)) flags |= KVM_GUESTDBG_USE_SW_BP;
-  if (state.singlestep) flags |= KVM_GUESTDBG_SINGLESTEP;
+  // While stepping, no interrupt is injected (spec §2.3.21): an interrupt taken mid-step would
+  // save the stepping TF in the guest's frame and hand the guest a stray #DB later.
+  if (state.singlestep) flags |= KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ;
   if (auto r = vcpu.set_guest_debug_flags(flags); !r) {
     spdlog::warn("introspection: vCPU {}: {}", vcpu.index(), r.error().message());
   }

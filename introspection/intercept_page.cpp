@@ -198,7 +198,8 @@ bool run_lifted(vmm::VcpuThread& vcpu, std::uint64_t gfn) {
       vcpu.machine().quirks().backend == kvm::Backend::kPvm && (vcpu.sregs().cs.selector & 3) != 0;
   bool stepping = false;
   if (!native && !(flags & KVM_GUESTDBG_SINGLESTEP)) {
-    stepping = vcpu.set_guest_debug_flags(flags | KVM_GUESTDBG_SINGLESTEP).has_value();
+    stepping = vcpu.set_guest_debug_flags(flags | KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ)
+                   .has_value();
   }
   bool ok = true;
   // A kick that was already on its way ends KVM_RUN at once (EINTR); the posted work it

@@ -82,7 +82,9 @@ EventOutcome raise_event(vmm::VcpuThread& vcpu, Session& session, kvmi::EventId 
     session.close(fmt::format("sending {} of vCPU {} failed: {}", kvmi::event_name(event.event),
                               vcpu.index(), std::strerror(sent.error())));
   } else {
-    vcpu.run_work_until([&] { return state.reply.has_value() || session.closed(); });
+    // Stop right after the reply: a command the tool sent after it (say, lifting a page
+    // restriction) must not change what the answer meant.
+    vcpu.run_work_until([&] { return state.reply.has_value() || session.closed(); }, true);
     // A reply queued just before the close was noticed still counts: drain once more.
     if (!state.reply) vcpu.run_work_until([] { return true; });
   }

@@ -75,7 +75,7 @@ void VcpuThread::post(Work work) {
   kick();
 }
 
-void VcpuThread::run_posted_work() {
+void VcpuThread::run_posted_work(const std::function<bool()>& stop_after) {
   for (;;) {
     Work job;
     {
@@ -88,12 +88,19 @@ void VcpuThread::run_posted_work() {
       work_.pop_front();
     }
     job(*this);
+    if (stop_after && stop_after()) {
+      // Jobs queued behind it wait: the caller acts on the state this job left (e.g. an event's
+      // answer) before later commands (a page access change sent right after it) can alter it.
+      std::lock_guard lock(work_mutex_);
+      if (work_.empty()) work_pending_.store(false, std::memory_order_release);
+      return;
+    }
   }
 }
 
-bool VcpuThread::run_work_until(const std::function<bool()>& done) {
+bool VcpuThread::run_work_until(const std::function<bool()>& done, bool stop_at_done) {
   for (;;) {
-    run_posted_work();
+    run_posted_work(stop_at_done ? done : std::function<bool()>{});
     if (done()) return true;
     if (machine_.stop_requested()) return false;
     // A tool usually follows an event with commands at once; a short spin catches them without
@@ -144,7 +151,7 @@ void VcpuThread::apply_entry_debug_flags() {
   // handler (notes/kvm-backends.md §3). Step only while the vCPU is in (emulated) CPL0 code.
   if ((flags & KVM_GUESTDBG_SINGLESTEP) && machine_.quirks().backend == kvm::Backend::kPvm &&
       (sregs().cs.selector & 3) != 0) {
-    flags &= ~static_cast<std::uint32_t>(KVM_GUESTDBG_SINGLESTEP);
+    flags &= ~static_cast<std::uint32_t>(KVM_GUESTDBG_SINGLESTEP | KVM_GUESTDBG_BLOCKIRQ);
   }
   if (auto r = write_guest_debug(flags); !r) {
     spdlog::warn("vCPU {}: {}", vcpu_.index(), r.error().message());

@@ -51,7 +51,9 @@ class VcpuThread {
   void post(Work work);
   // On this vCPU's thread: runs posted work, blocking for more, until done() holds or the machine
   // stops (then returns false). done() is checked after each job and after each wake-up.
-  bool run_work_until(const std::function<bool()>& done);
+  // With stop_at_done, jobs queued behind the one that made done() true stay queued (they run
+  // before the next guest entry): an event's caller acts on the state its answer left.
+  bool run_work_until(const std::function<bool()>& done, bool stop_at_done = false);
 
   // Asks the vCPU to pass through the machine's entry gate before its next entry (any thread).
   // Call post() or kick() afterwards to get it out of KVM_RUN.
@@ -87,8 +89,9 @@ class VcpuThread {
  private:
   void thread_main();
   bool configure();
-  // Runs every job queued so far; returns once the queue is empty.
-  void run_posted_work();
+  // Runs every job queued so far; returns once the queue is empty, or as soon as a job made
+  // `stop_after` true.
+  void run_posted_work(const std::function<bool()>& stop_after = {});
   // Returns false when the machine must stop.
   bool handle_exit();
   void handle_io(kvm_run& run);
