@@ -4,8 +4,10 @@
 //   events: guest instruction → VMM → event to the tool (glassbox's client library) → reply →
 //           guest re-entered → the same instruction again, for BREAKPOINT answered RETRY (the
 //           INT3 re-executes at once: the pure event loop) and CONTINUE (the #BP goes to the
-//           guest's handler first), HYPERCALL (the doorbell OUT) answered CONTINUE, and MSR and
-//           PF when the host and guest provide them; each as a ratio to exit floor + socket floor;
+//           guest's handler first), HYPERCALL (the doorbell OUT), MSR (WRMSR of LSTAR, filter
+//           exit) and PF (a store to a read-only slot) answered CONTINUE; each as a ratio to the
+//           exit floor + socket floor (the OUT exit floor stands for the MSR and MMIO exits, which
+//           cost the same here: notes/kvm-backends.md §4, §6);
 //   throughput: breakpoint events per second with 1 and 2 vCPUs raising them at once.
 // It starts the real glassbox with the event_loop scenario guest itself.
 //
@@ -119,6 +121,42 @@ double events_per_second(Session& tool, std::chrono::milliseconds window) {
   return static_cast<double>(count) / (std::chrono::duration<double>(window).count());
 }
 
+// The guest-physical address of a symbol of the event_loop guest (identity-mapped), from nm.
+std::uint64_t guest_symbol(const std::string& name) {
+  const std::string command =
+      "nm -P " + std::string(GLASSBOX_SCENARIO_DIR) + "/event_loop.elf 2>/dev/null";
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return 0;
+  char line[256];
+  std::uint64_t address = 0;
+  while (fgets(line, sizeof line, pipe)) {
+    char symbol[128];
+    char type;
+    unsigned long long value = 0;
+    if (std::sscanf(line, "%127s %c %llx", symbol, &type, &value) == 3 && name == symbol) {
+      address = value;
+    }
+  }
+  pclose(pipe);
+  return address;
+}
+
+double msr_event_round_trip_us(Session& tool, int events) {
+  std::vector<double> samples;
+  auto last = Clock::now();
+  for (int i = 0; i <= events; ++i) {
+    auto event = tool.wait_event(std::chrono::seconds(30));
+    if (!event) return 0;
+    const auto now = Clock::now();
+    if (i > 0) samples.push_back(std::chrono::duration<double, std::micro>(now - last).count());
+    last = now;
+    const auto msr = event->specific_as<kvmi::EventMsr>();
+    const auto reply = std::as_bytes(std::span(&msr.new_value, 1));
+    (void)tool.reply_event(*event, kvmi::EventAction::Continue, reply);
+  }
+  return median(std::move(samples));
+}
+
 struct Row {
   const char* name;
   std::vector<double> glassbox, floor;
@@ -146,6 +184,9 @@ int main(int argc, char** argv) {
   Row bp_retry{"BREAKPOINT, RETRY (INT3 → tool → INT3)", {}, {}};
   Row bp_continue{"BREAKPOINT, CONTINUE (#BP to the guest handler)", {}, {}};
   Row hypercall{"HYPERCALL (doorbell OUT), CONTINUE", {}, {}};
+  Row msr{"MSR (WRMSR LSTAR), CONTINUE with the value", {}, {}};
+  Row pf{"PF write (read-only slot), CONTINUE", {}, {}};
+  const std::uint64_t store_page = guest_symbol("store_page");
   std::vector<double> rate1, rate2;
   for (int r = 0; r < runs; ++r) {
     socket_floor.push_back(glassbox::bench::raw_round_trip_us(5000, kEventBytes, kReplyBytes));
@@ -175,6 +216,22 @@ int main(int argc, char** argv) {
       hypercall.glassbox.push_back(
           event_round_trip_us(*vm.tool, kEvents, kvmi::EventAction::Continue));
     }
+    {
+      Vm vm(/*mode WRMSR*/ 4, 1, dir);
+      if (!vm.tool) break;
+      (void)vm.tool->control_vcpu_events(0, kvmi::EventId::Msr, true);
+      if (vm.tool->control_msr(0, 0xc0000082, true)) {
+        msr.glassbox.push_back(msr_event_round_trip_us(*vm.tool, kEvents));
+      }
+    }
+    if (store_page != 0) {
+      Vm vm(/*mode store*/ 8, 1, dir);
+      if (!vm.tool) break;
+      (void)vm.tool->control_vcpu_events(0, kvmi::EventId::Pf, true);
+      if (vm.tool->set_page_access(store_page, 4096, kvmi::kPageAccessR | kvmi::kPageAccessX)) {
+        pf.glassbox.push_back(event_round_trip_us(*vm.tool, kEvents, kvmi::EventAction::Continue));
+      }
+    }
   }
   fs::remove_all(dir);
 
@@ -190,6 +247,9 @@ int main(int argc, char** argv) {
   row(bp_retry.name, median(bp_retry.glassbox), int3 + sock);
   row(bp_continue.name, median(bp_continue.glassbox), int3 + sock);
   row(hypercall.name, median(hypercall.glassbox), out + sock);
+  // Both exits are the same kind of round trip as the OUT floor (notes/kvm-backends.md §4, §6).
+  row(msr.name, median(msr.glassbox), out + sock);
+  row(pf.name, median(pf.glassbox), out + sock);
   std::printf("\n%-50s %10s\n", "throughput", "events/s");
   std::printf("%-50s %10.0f\n", "BREAKPOINT RETRY, 1 vCPU", median(rate1));
   std::printf("%-50s %10.0f\n", "BREAKPOINT RETRY, 2 vCPUs", median(rate2));

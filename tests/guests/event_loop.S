@@ -2,6 +2,8 @@
      - an instruction a tool can replace with INT3 (bp_site: `inc %r13`, 3 bytes),
      - with cmdline bit 0: the guest's own INT3, handled by its own #BP handler,
      - with cmdline bit 1: the KVMI hypercall through the doorbell (RAX=34, RDI=24, RSI=0),
+     - with cmdline bit 2: WRMSR of LSTAR with the iteration count (nothing here uses SYSCALL),
+     - with cmdline bit 3: a store of the iteration count into `store_page` (a quadword per vCPU),
    and keeps per-vCPU counters in `counters` (8 quadwords per vCPU, layout below) that a tool
    reads with VM_READ_PHYSICAL. vCPU 0 prints the addresses a tool needs, then "ready". The
    page tables are the VMM's identity map, so every address here is also its GPA. */
@@ -37,6 +39,10 @@ _start:
   call puts
   lea int3_site(%rip), %rdi
   call put_hex
+  lea store_page_msg(%rip), %rdi
+  call puts
+  lea store_page(%rip), %rdi
+  call put_hex
   lea counters_msg(%rip), %rdi
   call puts
   lea counters(%rip), %rdi
@@ -69,6 +75,19 @@ int3_site:
   int3
 after_int3:
 1:
+  testq $4, mode(%rip)
+  jz 2f
+  mov $0xc0000082, %ecx
+  mov C_ITERATIONS(%r14), %eax
+  xor %edx, %edx
+  wrmsr
+2:
+  testq $8, mode(%rip)
+  jz 3f
+  mov C_ITERATIONS(%r14), %rax
+  lea store_page(%rip), %rcx
+  mov %rax, (%rcx,%r15,8)
+3:
   testq $2, mode(%rip)
   jz loop
   mov $34, %eax
@@ -101,6 +120,8 @@ bp_site_msg:
   .asciz "bp_site="
 int3_site_msg:
   .asciz "\nint3_site="
+store_page_msg:
+  .asciz "\nstore_page="
 counters_msg:
   .asciz "\ncounters="
 ready_msg:
@@ -116,3 +137,7 @@ ready:
   .globl counters
 counters:
   .skip C_STRIDE * 64
+  .balign 4096
+  .globl store_page
+store_page:
+  .skip 4096
