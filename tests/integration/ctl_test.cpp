@@ -468,7 +468,14 @@ TEST_F(CtlVcpuTest, RegsJsonShowsBothVcpusInLongModeWithLstar) {
 }
 
 TEST_F(CtlVcpuTest, TranslateGivesTheGpaOfTheBeaconsCodeAndRefusesUnmappedAddresses) {
-  auto t = run_ctl(ctl_args({"--json", "translate", "0x40000000", "--vcpu", "1"}));
+  // vCPU 1 may still be on the boot page tables (identity map) until it first switches to the
+  // beacon's address space: ask until the answer comes from the beacon's own tables.
+  CtlResult t;
+  for (int attempt = 0; attempt < 600; ++attempt) {
+    t = run_ctl(ctl_args({"--json", "translate", "0x40000000", "--vcpu", "1"}));
+    if (t.exit_status != 0 || t.out.find("\"0x40000000\"") == std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   ASSERT_EQ(t.exit_status, 0) << describe(t);
   auto j = nlohmann::json::parse(t.out);
   EXPECT_TRUE(j["mapped"].get<bool>());
