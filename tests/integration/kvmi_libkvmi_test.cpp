@@ -81,6 +81,7 @@ std::vector<std::byte> message(std::uint16_t id, std::uint32_t seq,
   std::vector<std::byte> out = raw_header(id, seq, static_cast<std::uint16_t>(size));
   std::size_t at = sizeof(kvmi::MsgHdr);
   for (auto p : parts) {
+    if (p.empty()) continue;  // an empty span may carry a null pointer, which memcpy must not get
     std::memcpy(out.data() + at, p.data(), p.size());
     at += p.size();
   }
