@@ -390,7 +390,8 @@ TEST_F(KvmiPageAccess, OneVcpuReadsAProtectedPageWhileTheOtherIsPaused) {
     EXPECT_EQ(pf.access, kR);
     reply(event, kvmi::EventAction::Continue);
   }
-  EXPECT_EQ(last_printed_iteration(), printed) << "vCPU 0 stayed paused";
+  // Lines still in the console pipe may arrive late, but none beyond the paused iteration.
+  EXPECT_LE(last_printed_iteration(), iteration(*paused)) << "vCPU 0 stayed paused";
   ASSERT_EQ(set_access(pages_.r, kvmi::kPageAccessRwx), 0);
   ASSERT_TRUE(tool_->reply_event(*paused, kvmi::EventAction::Continue));
   saw("it " + std::to_string(printed + 2) + " w=");
