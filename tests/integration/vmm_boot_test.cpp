@@ -117,13 +117,16 @@ TEST_P(BadCli, IsRejectedWithOneLineNamingTheArgument) {
 }
 
 std::string not_an_elf() {
-  auto path = std::filesystem::temp_directory_path() / "glassbox-not-an-elf.bin";
+  // Per process: every test process writes these while ctest runs others in parallel.
+  auto path = std::filesystem::temp_directory_path() /
+              ("glassbox-not-an-elf-" + std::to_string(getpid()) + ".bin");
   std::ofstream(path) << "this is not a kernel\n";
   return path.string();
 }
 
 std::string elf32() {
-  auto path = std::filesystem::temp_directory_path() / "glassbox-elf32.bin";
+  auto path = std::filesystem::temp_directory_path() /
+              ("glassbox-elf32-" + std::to_string(getpid()) + ".bin");
   std::string bytes(64, '\0');
   bytes[0] = 0x7f, bytes[1] = 'E', bytes[2] = 'L', bytes[3] = 'F', bytes[4] = 1 /* ELFCLASS32 */;
   std::ofstream(path, std::ios::binary) << bytes;
