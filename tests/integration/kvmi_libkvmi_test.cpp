@@ -469,7 +469,8 @@ TEST_F(KvmiLibkvmi, APfEventAnsweredRetryWithTheLibkvmiReplyTail) {
   const auto restricted = set_page_access(page, kvmi::kPageAccessR | kvmi::kPageAccessW);
   if (restricted == kEnosys) {
     ASSERT_TRUE(tool_->reply_event(*pause, kvmi::EventAction::Continue));
-    GTEST_SKIP() << "VM_SET_PAGE_ACCESS is not built in (page access comes with the pages work)";
+    GTEST_SKIP()
+        << "this VMM answers VM_SET_PAGE_ACCESS with -KVM_ENOSYS (a target without page access)";
   }
   ASSERT_EQ(restricted, 0);
   ASSERT_TRUE(tool_->reply_event(*pause, kvmi::EventAction::Continue));
