@@ -68,7 +68,8 @@ IntrospectionServer::IntrospectionServer(ServerConfig config, VmTarget& vm,
       vm_(vm),
       listener_(std::move(listener)),
       stop_fd_(std::move(stop_fd)),
-      wake_fd_(std::move(wake_fd)) {}
+      wake_fd_(std::move(wake_fd)),
+      holding_(config_.start_paused) {}
 
 IntrospectionServer::~IntrospectionServer() {
   stop();
@@ -84,6 +85,10 @@ void IntrospectionServer::start() {
         "introspection: no --secret given; any local process that can reach {} is "
         "accepted as the tool",
         config_.endpoint.path.string());
+  }
+  if (config_.start_paused) {
+    spdlog::info("introspection: --start-paused: every vCPU waits before its first instruction "
+                 "until a tool attaches");
   }
   thread_ = std::thread([this] { run(); });
 }
@@ -117,6 +122,11 @@ void IntrospectionServer::stop() {
 }
 
 void IntrospectionServer::before_entry(vmm::VcpuThread& vcpu) {
+  // Every vCPU passes here before its first entry. Held, it runs the jobs it is given (none come
+  // before a tool does) until the first tool attaches or the VM stops.
+  if (holding_.load(std::memory_order_acquire)) {
+    vcpu.run_work_until([this] { return !holding_.load(std::memory_order_acquire); });
+  }
   std::shared_ptr<Session> session;
   {
     std::lock_guard lock(session_mutex_);
@@ -201,6 +211,7 @@ void IntrospectionServer::serve(UniqueFd fd) {
   {
     std::lock_guard lock(session_mutex_);
     session_ = session;
+    if (holding_.load(std::memory_order_relaxed)) release_held_vcpus(*session);
   }
   spdlog::info("introspection: tool attached on {}", config_.endpoint.describe());
 
@@ -246,6 +257,23 @@ void IntrospectionServer::serve(UniqueFd fd) {
     unhook_target_ = nullptr;  // asked for a session that is gone: nothing left to unhook
   }
   spdlog::info("introspection: connection closed: {}", reason);
+}
+
+void IntrospectionServer::release_held_vcpus(Session& session) {
+  const std::uint32_t count = vm_.vcpu_count();
+  // The pauses are in place before any vCPU can see that the hold is over.
+  for (std::uint32_t i = 0; i < count; ++i) {
+    session.vcpu_state(i).pending_pauses.store(1, std::memory_order_release);
+  }
+  holding_.store(false, std::memory_order_release);
+  for (std::uint32_t i = 0; i < count; ++i) {
+    if (vmm::VcpuThread* vcpu = vm_.vcpu_thread(i)) {
+      vcpu->request_gate();
+      vcpu->post([](vmm::VcpuThread&) {});  // wakes a vCPU waiting in before_entry()
+    }
+  }
+  spdlog::info("introspection: the {} held vCPU(s) now wait for the tool in a PAUSE_VCPU event",
+               count);
 }
 
 void IntrospectionServer::unhook(Session& session, int ended_fd) {

@@ -36,6 +36,10 @@ struct ServerConfig {
   std::chrono::milliseconds reconnect_interval{1000};
   // --kvmi-dialect: the numbering the tool speaks (libkvmi for LibVMI / HVMI tools).
   kvmi::Dialect dialect = kvmi::Dialect::RfcV7;
+  // --start-paused: no vCPU runs a guest instruction before the first tool is attached; that
+  // tool then gets one KVMI_EVENT_PAUSE_VCPU per vCPU, as if it had paused each, and the guest
+  // starts as it answers them. It can arm everything first, so it sees the guest from its start.
+  bool start_paused = false;
 };
 
 class IntrospectionServer final : public vmm::VcpuEntryGate {
@@ -76,6 +80,9 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   void unhook(Session& session, int ended_fd);
   // True (once) when an unhook was asked for while this session was the attached one.
   bool take_unhook_request(const Session& session);
+  // --start-paused: hands every held vCPU to `session` with one pending pause (call with
+  // session_mutex_ held, once the session is the attached one).
+  void release_held_vcpus(Session& session);
   // Sleeps up to `interval`, returning early (false) when stopping.
   bool pause_unless_stopping(std::chrono::milliseconds interval);
 
@@ -91,6 +98,9 @@ class IntrospectionServer final : public vmm::VcpuEntryGate {
   std::atomic<std::uint32_t> event_seq_{0};  // per VM, across sessions (spec §1.3)
   mutable std::mutex session_mutex_;
   std::shared_ptr<Session> session_;
+  // --start-paused and no tool has attached yet: vCPUs wait in before_entry(). Guarded by
+  // session_mutex_ (read unlocked only as a hint by the waiters, who re-check under the lock).
+  std::atomic<bool> holding_{false};
   SessionIntercepts intercepts_{[this] {
     std::lock_guard lock(session_mutex_);
     return session_;

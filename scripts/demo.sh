@@ -13,6 +13,9 @@
 # 2. stop the world (examples/stop_the_world.cpp): the guest runs in beacon mode; the tool stops
 #    the whole VM, reads both vCPUs' registers and LSTAR, translates RIP, and ends the guest's
 #    "beacon" process by writing a register while its vCPU is paused.
+#
+# Without a usable /dev/kvm the build runs here and the VMs in the KVM lab (scripts/lab.sh);
+# GLASSBOX_LAB=1 forces the lab, GLASSBOX_LAB=0 forbids it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 part=${1:-all}
@@ -23,8 +26,16 @@ case "$part" in
     exit 2
     ;;
 esac
-scripts/setup.sh
-scripts/build.sh release >/dev/null
+source scripts/kvm_place.sh
+place=$(kvm_place demo.sh)
+if [ -z "${GLASSBOX_IN_LAB-}" ]; then
+  scripts/setup.sh
+  scripts/build.sh release >/dev/null
+  if [ "$place" = lab ]; then
+    echo "=== no usable /dev/kvm here: the demo's VMs run in the KVM lab (scripts/lab.sh, QEMU with nested SVM)"
+    exec scripts/lab.sh --timeout 900 scripts/demo.sh "$@"
+  fi
+fi
 bin=build/release/bin
 guest=build/release/guest/glassbox-guest.elf
 echo "=== glassbox host facts"
@@ -35,8 +46,9 @@ guardian_demo() {
   sock=$(mktemp -u /tmp/glassbox-guardian.XXXXXX.sock)
   log=$(mktemp /tmp/glassbox-guardian.XXXXXX.log)
   echo "=== part 1: the guardian protects the guest kernel from an attacker inside the guest"
-  # The guardian listens and the VMM connects to it as it starts, so the kernel is protected
-  # before any user process runs.
+  # The guardian listens and the VMM connects to it as it starts; --start-paused holds every vCPU
+  # before its first instruction until the guardian has armed, so the kernel is protected before
+  # any guest code runs, however fast the guest is.
   "$bin/glassbox-example-guardian" --guest build/release/guest/glassbox-guest.json \
     --accept "$sock" >"$log" 2>&1 &
   local guardian=$!
@@ -46,7 +58,7 @@ guardian_demo() {
   status=0
   "$bin/glassbox" --log-level warn run --kernel "$guest" --cpus 2 --cmdline attack \
     --name guardian-demo \
-    --introspect "unix:$sock" | tee "$log.guest" || status=$?
+    --introspect "unix:$sock" --start-paused | tee "$log.guest" || status=$?
   wait $guardian || true
   trap - EXIT
   echo "--- guardian log"

@@ -1,26 +1,74 @@
 #!/usr/bin/env bash
 # Runs every test: installs what is missing, builds the release, ASan+UBSan and TSan builds, and
 # runs the unit and integration tests (real /dev/kvm, real guests) in each.
-#   scripts/test.sh            all three builds, then 60 s of fuzzing
-#   scripts/test.sh release    one build only
+#   scripts/test.sh                  all three builds, then 60 s of fuzzing
+#   scripts/test.sh release [asan]   those builds only
+#
+# The builds always happen here. The tests need /dev/kvm: without a usable one they run in the
+# KVM lab (scripts/lab.sh, one lab boot for all suites); GLASSBOX_LAB=1 forces the lab,
+# GLASSBOX_LAB=0 forbids it. GLASSBOX_TEST_TIMEOUT bounds the lab run (seconds, default 4800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+source scripts/kvm_place.sh
 presets=("$@")
 if [ ${#presets[@]} -eq 0 ]; then presets=(release asan tsan); fi
-jobs=$(nproc)
 for preset in "${presets[@]}"; do
-  echo "=== $preset: build"
-  scripts/build.sh "$preset"
+  case "$preset" in
+    release | asan | tsan) ;;
+    *)
+      echo "test.sh: unknown build '$preset' (release, asan or tsan)" >&2
+      exit 2
+      ;;
+  esac
+done
+
+# Runs the tests of one build where this script runs, with its timing.
+run_suite() {
+  local preset=$1 started=$SECONDS status=0
   echo "=== $preset: test"
   case "$preset" in
+    release) ;;
     asan) export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ;;
     tsan) export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 ;;
   esac
-  ctest --preset "$preset" -j "$jobs"
-done
-# A full run also fuzzes the KVMI receiver and handshake for a bounded time (fuzz/README.md).
-if [ ${#@} -eq 0 ]; then
-  echo "=== fuzz: receiver and handshake, 60 s"
-  scripts/fuzz.sh 60
+  ctest --preset "$preset" -j "$(nproc)" || status=$?
+  echo "=== $preset: tests took $((SECONDS - started)) s (status $status)"
+  return "$status"
+}
+
+run_suites() {
+  local status=0 preset
+  for preset in "$@"; do run_suite "$preset" || status=1; done
+  return "$status"
+}
+
+if [ -n "${GLASSBOX_IN_LAB-}" ]; then
+  run_suites "${presets[@]}"
+  exit
 fi
+
+scripts/setup.sh
+place=$(kvm_place test.sh)
+for preset in "${presets[@]}"; do
+  echo "=== $preset: build"
+  started=$SECONDS
+  scripts/build.sh "$preset"
+  echo "=== $preset: build took $((SECONDS - started)) s"
+done
+
+status=0
+if [ "$place" = lab ]; then
+  echo "=== no usable /dev/kvm here: the tests run in the KVM lab (scripts/lab.sh, QEMU with nested SVM)"
+  started=$SECONDS
+  scripts/lab.sh --timeout "${GLASSBOX_TEST_TIMEOUT:-4800}" scripts/test.sh "${presets[@]}" || status=$?
+  echo "=== lab: boot and all suites took $((SECONDS - started)) s (status $status)"
+else
+  run_suites "${presets[@]}" || status=$?
+fi
+# A full run also fuzzes the KVMI receiver and handshake for a bounded time (fuzz/README.md);
+# the fuzz target needs no KVM, so it runs here.
+if [ $# -eq 0 ]; then
+  echo "=== fuzz: receiver and handshake, 60 s"
+  scripts/fuzz.sh 60 || status=$?
+fi
+exit "$status"

@@ -62,6 +62,7 @@ struct RunOptions {
   std::string allow_commands = "all";
   std::string allow_events = "all";
   std::string kvmi_dialect = "rfc-v7";
+  bool start_paused = false;
 };
 
 // The introspection settings checked before anything is built, so a typo is a usage error.
@@ -70,15 +71,18 @@ struct IntrospectionSetup {
   glassbox::introspection::Permissions permissions;
   std::optional<glassbox::introspection::CookieHash> secret;
   glassbox::kvmi::Dialect dialect = glassbox::kvmi::Dialect::RfcV7;
+  bool start_paused = false;
 };
 
 std::expected<std::optional<IntrospectionSetup>, std::string> check_introspection(
     const RunOptions& options) {
   if (options.introspect.empty()) {
     if (!options.secret.empty() || options.allow_commands != "all" ||
-        options.allow_events != "all" || options.kvmi_dialect != "rfc-v7") {
-      return std::unexpected(std::string(
-          "--secret, --allow-commands, --allow-events and --kvmi-dialect need --introspect"));
+        options.allow_events != "all" || options.kvmi_dialect != "rfc-v7" ||
+        options.start_paused) {
+      return std::unexpected(
+          std::string("--secret, --allow-commands, --allow-events, --kvmi-dialect and "
+                      "--start-paused need --introspect"));
     }
     return std::nullopt;
   }
@@ -88,6 +92,14 @@ std::expected<std::optional<IntrospectionSetup>, std::string> check_introspectio
       glassbox::introspection::Permissions::parse(options.allow_commands, options.allow_events);
   if (!permissions) return std::unexpected(permissions.error());
   IntrospectionSetup setup{*endpoint, *permissions, std::nullopt};
+  setup.start_paused = options.start_paused;
+  if (setup.start_paused &&
+      !permissions->allows_event(
+          static_cast<std::uint16_t>(glassbox::kvmi::EventId::PauseVcpu))) {
+    return std::unexpected(std::string(
+        "--start-paused hands each held vCPU to the tool with a KVMI_EVENT_PAUSE_VCPU: add "
+        "pause_vcpu to --allow-events"));
+  }
   auto dialect = glassbox::kvmi::parse_dialect(options.kvmi_dialect);
   if (!dialect) {
     return std::unexpected(
@@ -166,6 +178,7 @@ int run_vm(const RunOptions& options) {
     server_config.permissions = (*introspection)->permissions;
     server_config.secret = (*introspection)->secret;
     server_config.dialect = (*introspection)->dialect;
+    server_config.start_paused = (*introspection)->start_paused;
     server_config.identity.uuid = glassbox::introspection::random_uuid();
     server_config.identity.start_time_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                                std::chrono::system_clock::now().time_since_epoch())
@@ -243,6 +256,10 @@ int main(int argc, char** argv) {
   run_cmd->add_option("--kvmi-dialect", run.kvmi_dialect,
                       "KVMI numbering the tool speaks: rfc-v7 (default) or libkvmi (Bitdefender "
                       "libkvmi and the tools built on it: LibVMI, HVMI)");
+  run_cmd->add_flag("--start-paused", run.start_paused,
+                    "hold every vCPU before its first instruction until a tool attaches; each "
+                    "vCPU then sends the tool one KVMI_EVENT_PAUSE_VCPU and the guest starts "
+                    "when the tool answers it (or leaves)");
 
   bool json = false;
   auto* info_cmd = app.add_subcommand("host-info", "show what this host's KVM can do");

@@ -754,7 +754,7 @@ class CtlAttackTest : public ::testing::Test {
   std::unique_ptr<GlassboxProcess> start_vm() {
     return std::make_unique<GlassboxProcess>(std::vector<std::string>{
         "run", "--kernel", glassbox::test::guest_kernel().string(), "--cpus", "2", "--cmdline",
-        "attack", "--introspect", "unix:" + socket_.string()});
+        "attack", "--introspect", "unix:" + socket_.string(), "--start-paused"});
   }
   std::vector<std::string> ctl_args(std::initializer_list<std::string> args) const {
     std::vector<std::string> v{"--accept", "unix:" + socket_.string(), "--timeout", "30"};
@@ -788,13 +788,9 @@ TEST_F(CtlAttackTest, ProtectDropsTheAttackersSyscallTableWrite) {
       ctl_args({"protect", table, "--access", "rx", "--count", "1", "--for", "60s"}));
   ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
   auto vm = start_vm();
+  // --start-paused: the guest's first instruction waits until protect is armed and answers the
+  // vCPUs' pause events, so the attacker always meets the restriction.
   auto r = protect.wait(std::chrono::seconds(90));
-  // The tool arms after the VMM connects while the guest already runs: on a slow build the
-  // attacker can be done first (nothing holds the vCPUs for a tool; the guardian pauses them).
-  if (r.exit_status != 0 && r.err.find("0 violations") != std::string::npos &&
-      vm->output_so_far().find("attack syscall-table: succeeded") != std::string::npos) {
-    GTEST_SKIP() << "the attacker ran before protect was set up";
-  }
   ASSERT_EQ(r.exit_status, 0) << describe(r) << "\nVMM:\n" << vm->output_so_far();
   auto lines = json_lines(r.out);
   ASSERT_EQ(lines.size(), 1u) << r.out;
@@ -821,8 +817,7 @@ TEST_F(CtlAttackTest, WatchShowsTheAttackersLstarWrite) {
   ASSERT_EQ(r.exit_status, 0) << describe(r);
   bool saw_attack = false;
   const auto lines = json_lines(r.out);
-  // Armed only after the attack (slow build, see above): nothing to check.
-  if (lines.empty()) GTEST_SKIP() << "the attacker ran before watch was set up";
+  ASSERT_FALSE(lines.empty()) << "watch was armed before the guest started (--start-paused)";
   for (const auto& line : lines) {
     EXPECT_EQ(line["event"], "msr") << line;
     EXPECT_EQ(line["msr"], "0xc0000082") << line;

@@ -149,6 +149,7 @@ std::vector<std::string> attack_vm(const fs::path& socket) {
   if (!socket.empty()) {
     args.push_back("--introspect");
     args.push_back("unix:" + socket.string());
+    args.push_back("--start-paused");  // no guest instruction runs before the guardian is armed
   }
   return args;
 }
@@ -165,8 +166,8 @@ TEST(GuardianTest, WithoutTheGuardianEveryAttackSucceeds) {
 TEST(GuardianTest, TheGuardianBlocksAllThreeAttacksAndTheGuestExitsZero) {
   TempDir dir;
   const fs::path socket = dir.path() / "guardian.sock";
-  // The guardian listens first and the VMM connects to it as it starts, so the protections are
-  // in place long before the attacker (which runs after boot and a yield) gets going.
+  // The guardian listens first; the VMM connects to it and holds every vCPU (--start-paused)
+  // until the guardian, armed, answers their pause events: the attacker cannot win a race.
   Guardian guardian({"--guest", guest_description().string(), "--accept", socket.string()});
   ASSERT_TRUE(wait_for_path(socket, 20s)) << guardian.output();
   auto r = glassbox::test::run_glassbox(attack_vm(socket), 120s);

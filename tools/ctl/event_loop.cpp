@@ -55,6 +55,15 @@ LoopEnd run_event_loop(client::Session& session, const StopSignals& signals,
       end.reason = "the VMM unhooked this tool";
       return end;
     }
+    if (event->event_id() == static_cast<std::uint8_t>(kvmi::EventId::PauseVcpu) &&
+        !limits.pauses_are_events) {
+      if (auto r = session.reply_event(*event, kvmi::EventAction::Continue); !r) {
+        end.closed = true;
+        end.reason = "the VM went away (" + r.error().message + ")";
+        return end;
+      }
+      continue;
+    }
     const Answer answer = decide(*event);
     if (auto r = answer_event(session, *event, answer); !r) {
       end.closed = true;

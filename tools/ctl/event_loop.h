@@ -33,6 +33,10 @@ using Decide = std::function<Answer(const client::ReceivedEvent&)>;
 struct LoopLimits {
   std::optional<std::uint64_t> count;                 // --count
   std::optional<std::chrono::milliseconds> duration;  // --for
+  // Whether PAUSE_VCPU events go to the command (watch --events pause). Otherwise they are
+  // pauses the command did not ask for, e.g. the vCPUs of a VMM started with --start-paused
+  // waiting for their first instruction: answered CONTINUE once the command is set up, uncounted.
+  bool pauses_are_events = false;
 };
 
 struct LoopEnd {

@@ -121,7 +121,9 @@ int run_watch(const WatchArgs& args, client::Session& session, const Output& out
     std::fflush(stdout);
     return answer;
   };
-  const LoopEnd end = run_event_loop(session, signals, args.limits, decide);
+  LoopLimits limits = args.limits;
+  limits.pauses_are_events = has(args.events, kvmi::EventId::PauseVcpu);
+  const LoopEnd end = run_event_loop(session, signals, limits, decide);
   if (!end.closed) {
     undo();
     drain_events(session, decide);
