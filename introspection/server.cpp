@@ -87,8 +87,9 @@ void IntrospectionServer::start() {
         config_.endpoint.path.string());
   }
   if (config_.start_paused) {
-    spdlog::info("introspection: --start-paused: every vCPU waits before its first instruction "
-                 "until a tool attaches");
+    spdlog::info(
+        "introspection: --start-paused: every vCPU waits before its first instruction "
+        "until a tool attaches");
   }
   thread_ = std::thread([this] { run(); });
 }

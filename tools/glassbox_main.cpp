@@ -78,8 +78,7 @@ std::expected<std::optional<IntrospectionSetup>, std::string> check_introspectio
     const RunOptions& options) {
   if (options.introspect.empty()) {
     if (!options.secret.empty() || options.allow_commands != "all" ||
-        options.allow_events != "all" || options.kvmi_dialect != "rfc-v7" ||
-        options.start_paused) {
+        options.allow_events != "all" || options.kvmi_dialect != "rfc-v7" || options.start_paused) {
       return std::unexpected(
           std::string("--secret, --allow-commands, --allow-events, --kvmi-dialect and "
                       "--start-paused need --introspect"));
@@ -94,8 +93,7 @@ std::expected<std::optional<IntrospectionSetup>, std::string> check_introspectio
   IntrospectionSetup setup{*endpoint, *permissions, std::nullopt};
   setup.start_paused = options.start_paused;
   if (setup.start_paused &&
-      !permissions->allows_event(
-          static_cast<std::uint16_t>(glassbox::kvmi::EventId::PauseVcpu))) {
+      !permissions->allows_event(static_cast<std::uint16_t>(glassbox::kvmi::EventId::PauseVcpu))) {
     return std::unexpected(std::string(
         "--start-paused hands each held vCPU to the tool with a KVMI_EVENT_PAUSE_VCPU: add "
         "pause_vcpu to --allow-events"));

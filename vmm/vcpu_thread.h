@@ -116,10 +116,10 @@ class VcpuThread {
   std::mutex work_mutex_;
   std::condition_variable work_cv_;
   std::deque<Work> work_;
-  std::atomic<bool> work_pending_{false};  // the request flag, checked before every guest entry
+  std::atomic<bool> work_pending_{false};   // the request flag, checked before every guest entry
   std::atomic<bool> gate_requested_{true};  // the gate sees every vCPU before its first entry
-  std::uint32_t guest_debug_flags_ = 0;    // what the VMM and intercepts asked for
-  std::uint32_t applied_debug_flags_ = 0;  // what KVM has (see apply_entry_debug_flags)
+  std::uint32_t guest_debug_flags_ = 0;     // what the VMM and intercepts asked for
+  std::uint32_t applied_debug_flags_ = 0;   // what KVM has (see apply_entry_debug_flags)
 };
 
 }  // namespace glassbox::vmm
