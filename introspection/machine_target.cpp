@@ -15,6 +15,7 @@ HostFacts host_facts_from(const kvm::HostQuirks& quirks) {
   facts.singlestep = hardware;
   facts.can_singlestep = hardware || quirks.backend == kvm::Backend::kPvm;
   facts.msr_filter = quirks.msr_filter;
+  facts.can_intercept_breakpoint = quirks.breakpoint_exit != kvm::BreakpointExit::kNoExit;
   // CR, XSETBV and descriptor exits never reach user space on stock KVM (spec §P2).
   facts.can_intercept_cr = false;
   facts.can_intercept_xsetbv = false;

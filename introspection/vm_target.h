@@ -33,6 +33,10 @@ struct HostFacts {
   bool msr_filter = false;
   // Events the host has a user-space mechanism for. Stock KVM never exits to user space on CR
   // writes, XSETBV or descriptor-table instructions (spec §P2), so those are off by default.
+  // A guest INT3 reaches the VMM (the start-up probe saw it as KVM_EXIT_DEBUG or as an
+  // emulation failure). Where it goes straight to the guest (seen under QEMU TCG's nested SVM,
+  // which checks INT3 against the INTn intercept instead of the #BP one), BREAKPOINT is refused.
+  bool can_intercept_breakpoint = true;
   bool can_intercept_cr = false;
   bool can_intercept_xsetbv = false;
   bool can_intercept_descriptor = false;
@@ -43,6 +47,8 @@ struct HostFacts {
         return msr_filter;
       case kvmi::EventId::Singlestep:
         return can_singlestep;
+      case kvmi::EventId::Breakpoint:
+        return can_intercept_breakpoint;
       case kvmi::EventId::Cr:
         return can_intercept_cr;
       case kvmi::EventId::Xsetbv:

@@ -107,6 +107,16 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     }
   }
 
+  // An instruction KVM cannot emulate (an AVX store to a write-protected page, a fetch from a
+  // page taken out of the slots) comes to user space with its bytes at every CPL, instead of a
+  // #UD that KVM would queue for the guest at CPL3: the introspection intercepts explain most of
+  // them as page-access events; the exit loop gives the rest the #UD KVM would have.
+  if (quirks.exit_on_emulation_failure) {
+    if (auto r = machine->vm_.enable_cap(KVM_CAP_EXIT_ON_EMULATION_FAILURE, 1); !r) {
+      spdlog::debug("{}: emulation failures at CPL3 stay with KVM", r.error().message());
+    }
+  }
+
   // Filtered WRMSRs exit to user space (KVMI_EVENT_MSR). Only the filter's reason: MSRs KVM does
   // not know keep raising #GP in the guest as they always did. Enabled once, before any filter;
   // without it a filter would turn intercepted writes into #GPs.

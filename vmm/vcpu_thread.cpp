@@ -414,6 +414,14 @@ bool VcpuThread::handle_internal_error(kvm_run& run) {
     // No instruction bytes: the fetch itself failed, e.g. from a page taken out of its slot.
     return handle_exit_left_by_intercept(run);
   }
+  if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION && (sregs().cs.selector & 3) != 0) {
+    // Outside the kernel an unemulatable instruction is the guest's problem: KVM itself queues
+    // #UD there when it keeps emulation failures (KVM_CAP_EXIT_ON_EMULATION_FAILURE off).
+    spdlog::debug("vCPU {}: emulation failure at CPL{} rip {:#x}: #UD to the guest", vcpu_.index(),
+                  sregs().cs.selector & 3, regs().rip);
+    inject_exception_without_error_code(6);
+    return true;
+  }
   std::string bytes;
   if (run.internal.suberror == KVM_INTERNAL_ERROR_EMULATION &&
       (run.emulation_failure.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES)) {
@@ -474,10 +482,16 @@ void VcpuThread::reinject_breakpoint(kvm_run& run, std::uint64_t insn_len) {
     mutable_regs().rip += insn_len;
   }
   (void)run;
+  inject_exception_without_error_code(3);
+}
+
+void VcpuThread::inject_exception_without_error_code(std::uint8_t vector) {
+  // Through the synced events: KVM delivers it at the next KVM_RUN, no extra ioctl.
   auto& events = mutable_events();
   events.exception.injected = 1;
-  events.exception.nr = 3;
+  events.exception.nr = vector;
   events.exception.has_error_code = 0;
+  events.exception.error_code = 0;
   events.exception.pending = 0;
   events.flags = 0;
 }

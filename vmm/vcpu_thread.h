@@ -105,6 +105,7 @@ class VcpuThread {
   // A guest #BP: the intercepts decide whether it goes back to the guest.
   void on_guest_breakpoint(kvm_run& run, std::uint64_t insn_len);
   void reinject_breakpoint(kvm_run& run, std::uint64_t insn_len);
+  void inject_exception_without_error_code(std::uint8_t vector);
   void fail(const std::string& what);
 
   Machine& machine_;

@@ -5,7 +5,9 @@
      calls the function alone in exec_page (eax = 119)   (X)
      with AVX (command line "1" and CPUID): stores ymm0 (low qword N) to avx_page and reads the low qword back
    and prints "it N w=<read back> r=<read qword> x=<eax> a=<avx read back>".
-   Other vCPUs read the qword at read_page + 16 in a loop and count in reader_count. */
+   Other vCPUs read the qword at read_page + 16 in a loop and count in reader_count.
+   Command line: 0 = the loop at CPL0; 1 = AVX if the CPU has it, and then the loop at CPL3;
+   2 = the loop at CPL3 without AVX. */
 #include "glassbox/boot/boot_info.h"
   .code64
   .section .text.entry
@@ -14,7 +16,8 @@ _start:
   test %rsi, %rsi
   jnz reader
   call cmdline_number
-  mov %rax, %r15          /* 1: try AVX */
+  mov %rax, mode(%rip)
+  xor %r15d, %r15d        /* 1 once AVX is usable */
   lea pages_msg(%rip), %rdi
   call puts
   lea watch_page(%rip), %rdi
@@ -33,7 +36,7 @@ _start:
   call put_hex
   lea newline(%rip), %rdi
   call puts
-  cmp $1, %r15
+  cmpq $1, mode(%rip)
   jne 1f
   call avx_setup
 1:
@@ -45,7 +48,12 @@ _start:
   call puts
   xor %r12d, %r12d
   cmp $1, %r15
-  je enter_user
+  je 2f
+  cmpq $2, mode(%rip)
+  jne iteration
+2:
+  movq $1, at_cpl3(%rip)
+  jmp enter_user
 iteration:
   inc %r12
   mov %r12, watch_page(%rip)
@@ -60,8 +68,8 @@ iteration:
   vmovdqu %ymm0, avx_page(%rip)
   mov avx_page(%rip), %rbp
 1:
-  cmp $1, %r15
-  jne 3f
+  cmpq $0, at_cpl3(%rip)
+  je 3f
   int3                    /* at CPL3: the CPL0 handler prints (OUT needs CPL0 here) */
   jmp 4f
 3:
@@ -114,8 +122,9 @@ user_print:
   pop %rax
   iretq
 
-/* With AVX the loop runs at CPL3 and prints through an INT3 gate: KVM-PVM emulates every CPL0
-   instruction and its emulator has no AVX, while CPL3 code runs natively. Never returns. */
+/* With AVX (or command line 2) the loop runs at CPL3 and prints through an INT3 gate: KVM-PVM
+   emulates every CPL0 instruction and its emulator has no AVX, while CPL3 code runs natively.
+   Never returns. */
 enter_user:
   movabs $0x000ffffffffff000, %rdx
   mov %cr3, %rax
@@ -238,6 +247,10 @@ user_gdt:
   .quad 0x00affa000000ffff  /* 0x18 user code */
   .quad 0x00cff2000000ffff  /* 0x20 user data */
   .quad 0, 0                /* 0x28 TSS, filled in */
+mode:
+  .quad 0
+at_cpl3:                  /* the loop runs at CPL3 (readable there: the first 2 MiB are user) */
+  .quad 0
 user_gdt_descriptor:
   .word 7 * 8 - 1
   .quad 0

@@ -391,6 +391,18 @@ TEST(CtlUsageTest, NoVmmListeningExitsOne) {
 // keeps the VM up until a tool ends it (here: an injected #PF kills it and the guest powers off).
 class CtlVcpuTest : public ::testing::Test {
  protected:
+  // Whether the VMM can deliver KVMI_EVENT_BREAKPOINT on this host: it refuses the event where
+  // guest INT3s never reach it (under QEMU TCG's nested SVM, the KVM lab).
+  bool breakpoints_reach_the_vmm() const {
+    auto tool = glassbox::client::Session::connect(socket_);
+    if (!tool) return true;  // let the command under test report the trouble
+    return (*tool)->check_event(static_cast<std::uint16_t>(glassbox::kvmi::EventId::Breakpoint))
+        .has_value();
+  }
+  static constexpr const char* kNoBreakpointsHere =
+      "this host's KVM gives guest INT3s to the guest without an exit, so glassbox refuses "
+      "KVMI_EVENT_BREAKPOINT here (glassbox host-info: 'no exit')";
+
   void SetUp() override {
     socket_ = dir_.path() / "kvmi.sock";
     vmm_ = std::make_unique<GlassboxProcess>(std::vector<std::string>{
@@ -643,7 +655,8 @@ TEST_F(CtlVcpuTest, StepPrintsEachStepOfTheVcpuAndTheGuestRunsOn) {
     EXPECT_EQ(lines[i]["event"], "singlestep") << lines[i];
     EXPECT_EQ(lines[i]["vcpu"], 0) << lines[i];
     EXPECT_EQ(lines[i]["step"], i + 1) << lines[i];
-    EXPECT_EQ(lines[i]["cpl"], 0) << "KVM-PVM steps only CPL0 code: " << lines[i];
+    // KVM-PVM steps only CPL0 code; hardware KVM steps user code too.
+    EXPECT_TRUE(lines[i]["cpl"] == 0 || lines[i]["cpl"] == 3) << lines[i];
     EXPECT_EQ(lines[i]["rip"].get<std::string>().substr(0, 2), "0x");
   }
   EXPECT_NE(r.err.find("--count reached"), std::string::npos) << describe(r);
@@ -651,14 +664,16 @@ TEST_F(CtlVcpuTest, StepPrintsEachStepOfTheVcpuAndTheGuestRunsOn) {
   auto text = run_ctl(ctl_args({"step", "--vcpu", "0", "--count", "2", "--for", "30s"}));
   ASSERT_EQ(text.exit_status, 0) << describe(text);
   EXPECT_NE(text.out.find("step 2: vcpu 0 rip 0x"), std::string::npos) << describe(text);
-  // Stepping is off again: a watch for steps sees none. (Whether the guest survives an interrupt
-  // delivered while it was stepped is the VMM's business: see the README's event table.)
-  auto quiet = run_ctl(ctl_args({"watch", "--events", "breakpoint", "--for", "1s"}));
+  // Stepping is off again: a new session that enables nothing but pause events sees no event.
+  // (Whether the guest survives an interrupt delivered while it was stepped is the VMM's
+  // business: see the README's event table.)
+  auto quiet = run_ctl(ctl_args({"watch", "--events", "pause", "--for", "1s"}));
   EXPECT_EQ(quiet.exit_status, 0) << describe(quiet);
   EXPECT_EQ(quiet.out, "") << describe(quiet);
 }
 
 TEST_F(CtlVcpuTest, BreakWatchCatchesTheTimerHandlerStepsOverItAndPutsTheByteBack) {
+  if (!breakpoints_reach_the_vmm()) GTEST_SKIP() << kNoBreakpointsHere;
   auto ctl = [this](std::initializer_list<std::string> a) { return run_ctl(ctl_args(a)); };
   const std::string gva = timer_handler_gva(ctl);
   auto t = ctl({"--json", "translate", gva});

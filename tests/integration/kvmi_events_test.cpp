@@ -112,6 +112,7 @@ class KvmiEvents : public ::testing::Test {
 
 TEST_F(KvmiEvents, TheGuestsOwnInt3RaisesABreakpointEventAndContinueGivesItToTheGuest) {
   start(kModeOwnInt3);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Breakpoint, true));
   for (int i = 0; i < 5; ++i) {
     auto event = next_event(kvmi::EventId::Breakpoint);
@@ -138,6 +139,7 @@ TEST_F(KvmiEvents, ABreakpointTheToolDidNotEnableGoesToTheGuest) {
 
 TEST_F(KvmiEvents, RetryReentersWithoutInjectingAndAfterRestoringTheByteTheOriginalRuns) {
   start(0);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   const std::uint8_t original = read_byte(bp_site_);
   ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Breakpoint, true));
   write_byte(bp_site_, kInt3);
@@ -160,6 +162,7 @@ TEST_F(KvmiEvents, RetryReentersWithoutInjectingAndAfterRestoringTheByteTheOrigi
 
 TEST_F(KvmiEvents, RetryAfterTheToolMovedRipSkipsThePatchedInstruction) {
   start(0);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   const std::uint8_t original = read_byte(bp_site_);
   ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Breakpoint, true));
   write_byte(bp_site_, kInt3);
@@ -185,6 +188,7 @@ TEST_F(KvmiEvents, RetryAfterTheToolMovedRipSkipsThePatchedInstruction) {
 
 TEST_F(KvmiEvents, BothVcpusRaiseBreakpointEventsAndEachIsAnsweredOnItsOwn) {
   start(kModeOwnInt3, 2);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   ASSERT_TRUE(tool_->control_vcpu_events(0, kvmi::EventId::Breakpoint, true));
   ASSERT_TRUE(tool_->control_vcpu_events(1, kvmi::EventId::Breakpoint, true));
   std::set<std::uint16_t> seen;
@@ -210,6 +214,7 @@ TEST_F(KvmiEvents, BothVcpusRaiseBreakpointEventsAndEachIsAnsweredOnItsOwn) {
 
 TEST_F(KvmiEvents, AToolThatLeavesWithABreakpointPendingLeavesTheGuestRunning) {
   start(kModeOwnInt3, 2);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   for (std::uint16_t v : {0, 1}) {
     ASSERT_TRUE(tool_->control_vcpu_events(v, kvmi::EventId::Breakpoint, true));
   }
@@ -361,9 +366,13 @@ TEST(KvmiGuestKernelEvents, SteppingTheGuestKernelLeavesItsUserCodeAlone) {
     }
     ASSERT_TRUE(tool->reply_event(*event, kvmi::EventAction::Continue));
   }
-  ASSERT_TRUE(tool->control_singlestep(0, false));
-  while (auto late = tool->poll_event())
-    (void)tool->reply_event(*late, kvmi::EventAction::Continue);
+  // On a host that steps every CPL the guest may finish within the steps taken (the loop ends
+  // on the closed connection); otherwise stepping stops here and the guest runs on.
+  if (tool->is_open()) {
+    ASSERT_TRUE(tool->control_singlestep(0, false)) << vm.output_so_far();
+    while (auto late = tool->poll_event())
+      (void)tool->reply_event(*late, kvmi::EventAction::Continue);
+  }
   const bool full_singlestep = tool->get_version() && tool->get_version()->singlestep;
   auto r = vm.wait(120s);
   EXPECT_EQ(r.exit_status, 0) << r.out << r.err;
@@ -397,6 +406,7 @@ TEST_F(KvmiEvents, AToolThatLeavesWhileSteppingLeavesNoSteppingBehind) {
 
 TEST_F(KvmiEvents, Sigusr1UnhookInTheMiddleOfABreakpointStream) {
   start(kModeOwnInt3, 2);
+  if (!breakpoints_reach_the_vmm(*tool_)) GTEST_SKIP() << kNoBreakpointsHere;
   ASSERT_TRUE(tool_->control_vm_events(kvmi::EventId::Unhook, true));
   for (std::uint16_t v : {0, 1}) {
     ASSERT_TRUE(tool_->control_vcpu_events(v, kvmi::EventId::Breakpoint, true));

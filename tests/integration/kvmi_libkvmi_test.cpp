@@ -480,7 +480,7 @@ TEST_F(KvmiLibkvmi, APfEventAnsweredRetryWithTheLibkvmiReplyTail) {
   int faults = 0;
   while (faults == 0) {
     auto event = tool_->wait_event(30s);
-    ASSERT_TRUE(event) << event.error().message;
+    ASSERT_TRUE(event) << event.error().message << "\n" << vm_->output_so_far();
     if (event->event_id() != static_cast<std::uint8_t>(kvmi::EventId::Pf)) {
       ASSERT_TRUE(tool_->reply_event(*event, kvmi::EventAction::Continue));
       continue;
