@@ -731,13 +731,13 @@ TEST_F(CtlVcpuTest, BreakPlantsARecordedInt3AndRemoveRestoresIt) {
 }
 
 TEST_F(CtlVcpuTest, WatchEndsOnSigintAndDisablesItsEvents) {
-  CtlProcess watch(ctl_args({"watch", "--events", "breakpoint,hypercall", "--vcpu", "all"}));
+  CtlProcess watch(ctl_args({"watch", "--events", "pf,hypercall", "--vcpu", "all"}));
   ASSERT_TRUE(watch.wait_for_err("Ctrl-C ends", std::chrono::seconds(20)));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   watch.signal(SIGINT);
   auto r = watch.wait(std::chrono::seconds(30));
   ASSERT_EQ(r.exit_status, 0) << describe(r);
-  EXPECT_NE(r.err.find("watch: breakpoint,hypercall on all 2 vCPUs"), std::string::npos)
+  EXPECT_NE(r.err.find("watch: pf,hypercall on all 2 vCPUs"), std::string::npos)
       << describe(r);
   EXPECT_NE(r.err.find("SIGINT"), std::string::npos) << describe(r);
   // Nothing stays enabled: the guest runs at full speed to its end.

@@ -355,17 +355,33 @@ TEST_F(KvmiPageAccess, AtCpl3WritesReadsAndFetchesAreCaughtToo) {
       auto event = next_pf();
       auto pf = event.specific_as<kvmi::EventPf>();
       EXPECT_EQ(event.common().arch.sregs.cs.selector & 3, 3);
-      EXPECT_EQ(pf.gpa, c.gpa);
       EXPECT_EQ(pf.access, c.caught);
-      EXPECT_EQ(pf.gva, c.caught == kX ? c.gpa : kUnknownGva);
-      if (n != 0) {
-        EXPECT_EQ(iteration(event), n + 1) << "one event per iteration at CPL3";
+      if (c.caught == kX) {
+        // CONTINUE runs one instruction with the page mapped where the vCPU can be stepped
+        // (hardware KVM), so the function's `ret` (5 bytes in) faults too; on KVM-PVM the page
+        // stays mapped until the next exit and only its first instruction does.
+        EXPECT_TRUE(pf.gpa == c.gpa || pf.gpa == c.gpa + 5) << std::hex << pf.gpa;
+        EXPECT_EQ(pf.gva, pf.gpa);
+        if (n != 0) {
+          EXPECT_LE(iteration(event), n + 1) << "the fetches of one or two iterations";
+        }
+      } else {
+        EXPECT_EQ(pf.gpa, c.gpa);
+        EXPECT_EQ(pf.gva, kUnknownGva);
+        if (n != 0) {
+          EXPECT_EQ(iteration(event), n + 1) << "one event per iteration at CPL3";
+        }
       }
       n = iteration(event);
       reply(event, kvmi::EventAction::Continue);
     }
-    saw("it " + std::to_string(n) + " w=" + std::to_string(n) + " r=0x2222222222222222 x=119");
     auto last = next_pf();  // the next iteration's, answered after the lift
+    if (c.caught == kX && last.specific_as<kvmi::EventPf>().gpa == c.gpa + 5 &&
+        iteration(last) == n) {
+      reply(last, kvmi::EventAction::Continue);  // the `ret` of the same iteration
+      last = next_pf();
+    }
+    saw("it " + std::to_string(n) + " w=" + std::to_string(n) + " r=0x2222222222222222 x=119");
     ASSERT_EQ(set_access(c.page, kvmi::kPageAccessRwx), 0);
     reply(last, kvmi::EventAction::Continue);
     saw("it " + std::to_string(n + 3) + " w=" + std::to_string(n + 3) +
