@@ -25,4 +25,6 @@ function(glassbox_add_guest NAME)
     COMMENT "Building guest ${NAME}"
     VERBATIM)
   add_custom_target(guest_${NAME} ALL DEPENDS ${out})
+  # Every guest, for targets that build a subset of the tests (tests/CMakeLists.txt).
+  set_property(GLOBAL APPEND PROPERTY GLASSBOX_GUEST_TARGETS guest_${NAME})
 endfunction()

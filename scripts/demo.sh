@@ -53,7 +53,7 @@ guardian_demo() {
     --accept "$sock" >"$log" 2>&1 &
   local guardian=$!
   trap 'kill $guardian 2>/dev/null || true' EXIT
-  for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
+  for _ in $(seq 600); do [ -S "$sock" ] && break; sleep 0.1; done
   echo "--- guest console (attack mode, guardian attached on $sock)"
   status=0
   "$bin/glassbox" --log-level warn run --kernel "$guest" --cpus 2 --cmdline attack \

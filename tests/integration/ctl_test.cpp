@@ -185,7 +185,7 @@ class CtlTest : public ::testing::Test {
         "run", "--kernel", glassbox::test::scenario_guest("io_loop").string(), "--cmdline",
         "100000000", "--cpus", "2", "--memory", "128M", "--name", "ctl-test", "--introspect",
         "listen:unix:" + socket_.string()});
-    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(20)))
+    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(60)))
         << "glassbox never created " << socket_ << "; its output:\n"
         << vmm_->output_so_far();
   }
@@ -322,7 +322,7 @@ TEST(CtlAcceptTest, AcceptWaitsForAVmmThatConnectsToTheTool) {
   TempDir dir;
   fs::path socket = dir.path() / "tool.sock";
   CtlProcess ctl({"--accept", "unix:" + socket.string(), "--timeout", "30", "--json", "info"});
-  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(60)));
   GlassboxProcess vmm({"run", "--kernel", glassbox::test::scenario_guest("io_loop").string(),
                        "--cmdline", "100000000", "--cpus", "2", "--introspect",
                        "unix:" + socket.string()});
@@ -341,7 +341,7 @@ TEST(CtlSecretTest, TheRightSecretIsAcceptedAndAWrongOneExitsOne) {
   GlassboxProcess vmm({"run", "--kernel", glassbox::test::scenario_guest("io_loop").string(),
                        "--cmdline", "100000000", "--introspect", "listen:unix:" + socket.string(),
                        "--secret", secret.string()});
-  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(20))) << vmm.output_so_far();
+  ASSERT_TRUE(wait_for_path(socket, std::chrono::seconds(60))) << vmm.output_so_far();
   const std::string endpoint = "unix:" + socket.string();
 
   auto refused = run_ctl({"--connect", endpoint, "--secret", wrong.string(), "info"});
@@ -408,7 +408,7 @@ class CtlVcpuTest : public ::testing::Test {
     vmm_ = std::make_unique<GlassboxProcess>(std::vector<std::string>{
         "run", "--kernel", glassbox::test::guest_kernel().string(), "--cpus", "2", "--cmdline",
         "beacon", "--introspect", "listen:unix:" + socket_.string()});
-    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(20))) << vmm_->output_so_far();
+    ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(60))) << vmm_->output_so_far();
     // Past boot: page tables, IDT and LSTAR are set up once the SYSCALL probe has printed.
     ASSERT_TRUE(vmm_->wait_for_output("syscall:", std::chrono::seconds(30)))
         << vmm_->output_so_far();
@@ -562,7 +562,7 @@ TEST_F(CtlVcpuTest, ResumeFromAnotherProcessEndsABackgroundPause) {
   EXPECT_NE(none.err.find("no pause"), std::string::npos) << describe(none);
 
   CtlProcess pause(ctl_args({"--json", "pause"}));
-  ASSERT_TRUE(wait_for_path(pid_file, std::chrono::seconds(20)));
+  ASSERT_TRUE(wait_for_path(pid_file, std::chrono::seconds(60)));
   // Held: it does not end on its own.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   ASSERT_TRUE(fs::exists(pid_file));
@@ -732,7 +732,7 @@ TEST_F(CtlVcpuTest, BreakPlantsARecordedInt3AndRemoveRestoresIt) {
 
 TEST_F(CtlVcpuTest, WatchEndsOnSigintAndDisablesItsEvents) {
   CtlProcess watch(ctl_args({"watch", "--events", "pf,hypercall", "--vcpu", "all"}));
-  ASSERT_TRUE(watch.wait_for_err("Ctrl-C ends", std::chrono::seconds(20)));
+  ASSERT_TRUE(watch.wait_for_err("Ctrl-C ends", std::chrono::seconds(60)));
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   watch.signal(SIGINT);
   auto r = watch.wait(std::chrono::seconds(30));
@@ -782,7 +782,7 @@ class CtlAttackTest : public ::testing::Test {
 
 TEST_F(CtlAttackTest, WatchShowsTheAgentsHypercalls) {
   CtlProcess watch(ctl_args({"watch", "--events", "hypercall", "--count", "3", "--for", "60s"}));
-  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(60)));
   auto vm = start_vm();
   auto r = watch.wait(std::chrono::seconds(90));
   ASSERT_EQ(r.exit_status, 0) << describe(r) << "\nVMM:\n" << vm->output_so_far();
@@ -801,7 +801,7 @@ TEST_F(CtlAttackTest, ProtectDropsTheAttackersSyscallTableWrite) {
   const std::string table = guest_description()["syscall_table"]["address"];  // identity-mapped
   CtlProcess protect(
       ctl_args({"protect", table, "--access", "rx", "--count", "1", "--for", "60s"}));
-  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(60)));
   auto vm = start_vm();
   // --start-paused: the guest's first instruction waits until protect is armed and answers the
   // vCPUs' pause events, so the attacker always meets the restriction.
@@ -823,7 +823,7 @@ TEST_F(CtlAttackTest, WatchShowsTheAttackersLstarWrite) {
   const auto entry =
       std::stoull(guest_description()["syscall_entry"].get<std::string>(), nullptr, 16);
   CtlProcess watch(ctl_args({"watch", "--events", "msr", "--msr", "lstar", "--for", "60s"}));
-  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(10)));
+  ASSERT_TRUE(wait_for_path(socket_, std::chrono::seconds(60)));
   auto vm = start_vm();
   ASSERT_TRUE(vm->wait_for_output("attack summary", std::chrono::seconds(60)))
       << vm->output_so_far();

@@ -169,7 +169,7 @@ TEST(GuardianTest, TheGuardianBlocksAllThreeAttacksAndTheGuestExitsZero) {
   // The guardian listens first; the VMM connects to it and holds every vCPU (--start-paused)
   // until the guardian, armed, answers their pause events: the attacker cannot win a race.
   Guardian guardian({"--guest", guest_description().string(), "--accept", socket.string()});
-  ASSERT_TRUE(wait_for_path(socket, 20s)) << guardian.output();
+  ASSERT_TRUE(wait_for_path(socket, 60s)) << guardian.output();
   auto r = glassbox::test::run_glassbox(attack_vm(socket), 120s);
   ASSERT_FALSE(r.timed_out) << r.out << r.err;
   EXPECT_EQ(r.exit_status, 0) << r.out << r.err;
@@ -196,7 +196,7 @@ TEST(GuardianTest, SigintLiftsTheProtectionsAndTheVmRunsOn) {
   glassbox::test::GlassboxProcess vmm({"run", "--kernel", glassbox::test::guest_kernel().string(),
                                        "--cpus", "2", "--cmdline", "beacon", "--introspect",
                                        "listen:unix:" + socket.string()});
-  ASSERT_TRUE(wait_for_path(socket, 20s)) << vmm.output_so_far();
+  ASSERT_TRUE(wait_for_path(socket, 60s)) << vmm.output_so_far();
   ASSERT_TRUE(vmm.wait_for_output("syscall:", 30s)) << vmm.output_so_far();
   Guardian guardian({"--guest", guest_description().string(), "--connect", socket.string()});
   ASSERT_TRUE(guardian.wait_for_output("writes tracked on 2 vCPUs", 30s)) << guardian.output();
