@@ -55,8 +55,8 @@ TEST(KvmiConnectMode, VmmConnectsToAListeningTool) {
 TEST(KvmiConnectMode, VmmRetriesUntilTheToolListens) {
   TempDir dir;
   GlassboxProcess vmm(io_loop_args("unix:" + (dir / "tool.sock").string()));
-  // Let the VMM fail at least one attempt: it logs that nobody listens yet.
-  std::this_thread::sleep_for(1500ms);
+  // The VMM fails at least one attempt first: it logs that nobody listens yet.
+  ASSERT_TRUE(vmm.wait_for_log("no tool listening", 60s)) << vmm.output_so_far();
   auto listener = Listener::listen(dir / "tool.sock");
   ASSERT_TRUE(listener) << listener.error().message;
   auto session = listener->accept({}, 60s);

@@ -43,7 +43,7 @@ class KvmiVcpu : public ::testing::Test {
   }
 
   std::unique_ptr<Session> connect() {
-    for (int i = 0; i < 200; ++i) {
+    for (int i = 0; i < 1200; ++i) {
       auto s = Session::connect(socket_);
       if (s) return std::move(*s);
       std::this_thread::sleep_for(50ms);
