@@ -30,18 +30,20 @@ kvm_segment flat_segment(std::uint16_t selector, std::uint8_t type, bool code) {
 }
 }  // namespace
 
-void write_gdt(std::span<std::uint8_t> gdt) {
-  const std::uint64_t entries[3] = {
-      0,
-      0x00af9b000000ffffULL,  // code: present, DPL0, execute/read, L=1, G=1
-      0x00cf93000000ffffULL,  // data: present, DPL0, read/write, D/B=1, G=1
-  };
-  std::memcpy(gdt.data(), entries, sizeof entries);
+void write_gdt(std::span<std::uint8_t> gdt, GdtLayout layout) {
+  constexpr std::uint64_t kCode = 0x00af9b000000ffffULL;  // present, DPL0, execute/read, L=1, G=1
+  constexpr std::uint64_t kData = 0x00cf93000000ffffULL;  // present, DPL0, read/write, D/B=1, G=1
+  if (gdt.size() < layout.bytes()) throw std::out_of_range("GDT buffer too small");
+  std::memset(gdt.data(), 0, layout.bytes());
+  std::memcpy(gdt.data() + layout.code_selector, &kCode, 8);
+  std::memcpy(gdt.data() + layout.data_selector, &kData, 8);
 }
 
-void set_long_mode_sregs(kvm_sregs& sregs, std::uint64_t gdt_gpa, std::uint64_t cr3) {
-  sregs.cs = flat_segment(kCodeSelector, 0xb, true);
-  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = flat_segment(kDataSelector, 0x3, false);
+void set_long_mode_sregs(kvm_sregs& sregs, std::uint64_t gdt_gpa, std::uint64_t cr3,
+                         GdtLayout layout) {
+  sregs.cs = flat_segment(layout.code_selector, 0xb, true);
+  sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss =
+      flat_segment(layout.data_selector, 0x3, false);
   // VM entry requires a usable TR even though nothing uses it until the guest loads its own TSS.
   sregs.tr = kvm_segment{};
   sregs.tr.limit = 0x67;
@@ -52,7 +54,7 @@ void set_long_mode_sregs(kvm_sregs& sregs, std::uint64_t gdt_gpa, std::uint64_t 
   sregs.ldt.present = 1;
   sregs.ldt.limit = 0xffff;
   sregs.gdt.base = gdt_gpa;
-  sregs.gdt.limit = 3 * 8 - 1;
+  sregs.gdt.limit = static_cast<std::uint16_t>(layout.bytes() - 1);
   sregs.idt.base = 0;
   sregs.idt.limit = 0;
   sregs.cr0 = kCr0;
@@ -66,7 +68,7 @@ std::uint64_t identity_page_tables_size(std::uint64_t map_bytes) {
 }
 
 std::uint64_t write_identity_page_tables(std::span<std::uint8_t> memory, std::uint64_t tables_gpa,
-                                         std::uint64_t map_bytes) {
+                                         std::uint64_t map_bytes, bool map_page_zero) {
   if (map_bytes == 0 || map_bytes % kGiB != 0 || map_bytes > 512 * kGiB) {
     throw std::invalid_argument("identity map size must be 1..512 GiB in whole GiB");
   }
@@ -85,9 +87,9 @@ std::uint64_t write_identity_page_tables(std::span<std::uint8_t> memory, std::ui
       put64(memory, pd + i * 8, addr | kPresent | kWritable | kHuge);
     }
   }
-  // The first 2 MiB through 4 KiB pages, page 0 not present.
+  // The first 2 MiB through 4 KiB pages, page 0 not present unless asked for.
   put64(memory, pd0, pt | kPresent | kWritable);
-  for (std::uint64_t i = 1; i < 512; ++i)
+  for (std::uint64_t i = map_page_zero ? 0 : 1; i < 512; ++i)
     put64(memory, pt + i * 8, (i << 12) | kPresent | kWritable);
   return pml4;
 }

@@ -57,7 +57,16 @@ SysResult<void> Vm::create_irqchip() {
 
 SysResult<void> Vm::create_pit2() {
   kvm_pit_config config{};
+  config.flags = KVM_PIT_SPEAKER_DUMMY;
   if (ioctl(fd_.get(), KVM_CREATE_PIT2, &config) != 0) return sys_error("KVM_CREATE_PIT2");
+  return {};
+}
+
+SysResult<void> Vm::irq_line(std::uint32_t gsi, bool level) {
+  kvm_irq_level irq{};
+  irq.irq = gsi;
+  irq.level = level ? 1 : 0;
+  if (ioctl(fd_.get(), KVM_IRQ_LINE, &irq) != 0) return sys_error("KVM_IRQ_LINE");
   return {};
 }
 

@@ -23,7 +23,10 @@ class Vm {
   SysResult<void> set_tss_addr(std::uint64_t gpa);
   SysResult<void> set_identity_map_addr(std::uint64_t gpa);
   SysResult<void> create_irqchip();
+  // The in-kernel i8254 PIT (port 0x61's speaker bits answered by KVM too).
   SysResult<void> create_pit2();
+  // Drives the in-kernel PIC/IOAPIC input `gsi` (KVM_IRQ_LINE); ISA devices pulse it.
+  SysResult<void> irq_line(std::uint32_t gsi, bool level);
   SysResult<void> set_msr_filter(const kvm_msr_filter& filter);
   SysResult<void> signal_msi(std::uint64_t address, std::uint32_t data);
   SysResult<Vcpu> create_vcpu(int index);

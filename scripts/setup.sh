@@ -13,6 +13,8 @@ else
     clang libclang-rt-14-dev clang-format
     libcli11-dev libfmt-dev libspdlog-dev nlohmann-json3-dev libssl-dev libcapstone-dev
     libgtest-dev libgmock-dev libbenchmark-dev
+    # The Linux guest the tests boot: Debian's own kernel and a busybox initramfs.
+    linux-image-amd64 busybox-static cpio binutils
   )
 fi
 

@@ -1,6 +1,7 @@
 // glassbox: runs one VM with introspection built in.
 //
-//   glassbox run --kernel FILE [--cmdline S] [--cpus N] [--memory SIZE] [--name NAME]
+//   glassbox run --kernel FILE [--initrd FILE] [--cmdline S] [--cpus N] [--memory SIZE]
+//                [--name NAME] [--console-input stdin|none]
 //                [--introspect unix:PATH|listen:unix:PATH] [--secret FILE]
 //                [--allow-commands all|LIST] [--allow-events all|LIST]
 //                [--kvmi-dialect rfc-v7|libkvmi]
@@ -53,6 +54,8 @@ void setup_logging(const std::string& level) {
 
 struct RunOptions {
   std::string kernel;
+  std::string initrd;
+  std::string console_input = "stdin";
   std::string cmdline;
   int cpus = 1;
   std::string memory = "128M";
@@ -126,11 +129,18 @@ int run_vm(const RunOptions& options) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (!fs::exists(options.kernel, ec)) {
-    return usage_error(fmt::format("--kernel {}: no such file (give the path of an ELF64 kernel)",
-                                   options.kernel));
+    return usage_error(fmt::format(
+        "--kernel {}: no such file (give the path of an ELF64 kernel or a Linux bzImage)",
+        options.kernel));
   }
   if (!fs::is_regular_file(options.kernel, ec)) {
     return usage_error(fmt::format("--kernel {}: not a regular file", options.kernel));
+  }
+  if (!options.initrd.empty() && !fs::is_regular_file(options.initrd, ec)) {
+    return usage_error(
+        fmt::format("--initrd {}: no such file (give an initramfs, e.g. a cpio "
+                    "archive)",
+                    options.initrd));
   }
   auto memory = glassbox::vmm::parse_size(options.memory);
   if (!memory) {
@@ -158,11 +168,17 @@ int run_vm(const RunOptions& options) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);  // a closed console must not kill the VMM
 
+  std::optional<fs::path> initrd;
+  if (!options.initrd.empty()) initrd = options.initrd;
   glassbox::vmm::MachineConfig config{.kernel = options.kernel,
+                                      .initrd = initrd,
                                       .cmdline = options.cmdline,
                                       .cpus = options.cpus,
                                       .memory_bytes = *memory,
                                       .name = options.name};
+  // The UART's receiver reads stdin (a terminal stays in its line mode: the guest gets a line
+  // when Enter is pressed, and Ctrl-C still stops glassbox).
+  if (options.console_input == "stdin") config.console_input_fd = STDIN_FILENO;
   auto machine = glassbox::vmm::Machine::create(config, *system, *quirks);
   if (!machine) return usage_error(machine.error());
 
@@ -236,7 +252,15 @@ int main(int argc, char** argv) {
 
   RunOptions run;
   auto* run_cmd = app.add_subcommand("run", "boot a guest kernel");
-  run_cmd->add_option("--kernel", run.kernel, "64-bit ELF kernel to boot")->required();
+  run_cmd
+      ->add_option("--kernel", run.kernel,
+                   "kernel to boot: a 64-bit ELF (the bundled guest) or a Linux bzImage")
+      ->required();
+  run_cmd->add_option("--initrd", run.initrd, "initramfs for a Linux kernel");
+  run_cmd
+      ->add_option("--console-input", run.console_input,
+                   "where the serial console's input comes from: stdin (default) or none")
+      ->check(CLI::IsMember({"stdin", "none"}));
   run_cmd->add_option("--cmdline", run.cmdline, "kernel command line");
   run_cmd->add_option("--cpus", run.cpus, "number of vCPUs");
   run_cmd->add_option("--memory", run.memory, "guest RAM, e.g. 128M or 1G (default 128M)");

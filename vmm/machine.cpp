@@ -4,15 +4,25 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <poll.h>
+
 #include <cctype>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include "glassbox/boot/boot_info.h"
+#include "vmm/devices/acpi_pm.h"
+#include "vmm/devices/i8042.h"
 #include "vmm/devices/power.h"
+#include "vmm/devices/sink_port.h"
 #include "vmm/loader/elf_loader.h"
+#include "vmm/loader/linux_loader.h"
 #include "vmm/msr_filter.h"
+#include "vmm/x86/acpi_tables.h"
 #include "vmm/x86/boot_setup.h"
 
 namespace glassbox::vmm {
@@ -57,7 +67,16 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     return std::unexpected(
         fmt::format("--cpus {}: must be between 1 and {} on this host", config.cpus, max_cpus));
   }
-  auto kernel_end = elf_kernel_memory_end(config.kernel);
+  auto protocol = detect_boot_protocol(config.kernel);
+  if (!protocol) return std::unexpected("--kernel: " + protocol.error());
+  const bool linux_guest = *protocol == BootProtocol::kLinux;
+  if (config.initrd && !linux_guest) {
+    return std::unexpected(
+        fmt::format("--initrd: {} is a glassbox ELF kernel; an initrd is for a Linux bzImage",
+                    config.kernel.string()));
+  }
+  auto kernel_end =
+      linux_guest ? linux_kernel_memory_end(config.kernel) : elf_kernel_memory_end(config.kernel);
   if (!kernel_end) return std::unexpected("--kernel: " + kernel_end.error());
   const std::uint64_t needed =
       std::max<std::uint64_t>(kMinMemory, (*kernel_end + (1 << 20) - 1) & ~((1ULL << 20) - 1));
@@ -85,6 +104,11 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     spdlog::debug("{} (not needed on this host)", r.error().message());
   }
   if (auto r = vm->create_irqchip(); !r) return std::unexpected(r.error().message());
+  // Linux calibrates and, without a TSC deadline timer, ticks with the PIT; the bundled guest
+  // never programs one, so it gets none (nothing changes for it).
+  if (linux_guest) {
+    if (auto r = vm->create_pit2(); !r) return std::unexpected(r.error().message());
+  }
 
   auto memory = GuestMemory::create(config.memory_bytes);
   if (!memory) return std::unexpected(memory.error().message());
@@ -95,13 +119,19 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
   if (!supported) return std::unexpected(supported.error().message());
   machine->supported_cpuid_ = std::move(*supported);
 
+  machine->boot_.protocol = *protocol;
+  machine->boot_.cpuid.glassbox_leaves = !linux_guest;
+  machine->boot_.cpuid.tsc_deadline_timer =
+      linux_guest && machine->vm_.check_extension(KVM_CAP_TSC_DEADLINE_TIMER) > 0;
   // VMCALL is offered to the guest only where it reaches us: hardware KVM with the Xen intercept.
-  machine->boot_.cpuid_flags = GLASSBOX_CPUID_FLAG_DOORBELL;
-  if (quirks.vmcall_reaches_vmm) {
+  // Not to Linux: the intercept takes every hypercall from KVM, and Linux makes KVM's own (PV
+  // IPIs, spinlock kicks), which must stay in the kernel.
+  machine->boot_.cpuid.cpuid_flags = GLASSBOX_CPUID_FLAG_DOORBELL;
+  if (quirks.vmcall_reaches_vmm && !linux_guest) {
     kvm_xen_hvm_config xen{};
     xen.flags = KVM_XEN_HVM_CONFIG_INTERCEPT_HCALL;
     if (ioctl(machine->vm_.fd(), KVM_XEN_HVM_CONFIG, &xen) == 0) {
-      machine->boot_.cpuid_flags |= GLASSBOX_CPUID_FLAG_VMCALL;
+      machine->boot_.cpuid.cpuid_flags |= GLASSBOX_CPUID_FLAG_VMCALL;
     } else {
       spdlog::warn("KVM_XEN_HVM_CONFIG failed; guests will use the doorbell port only");
     }
@@ -131,12 +161,25 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     spdlog::debug("host has no MSR filter: MSR write interception unavailable");
   }
 
-  auto loaded = load_elf_kernel(config.kernel, machine->memory_, GLASSBOX_KERNEL_MIN_GPA);
-  if (!loaded) return std::unexpected("--kernel: " + loaded.error());
-  machine->boot_.entry_gpa = loaded->entry_gpa;
+  if (linux_guest) {
+    if (auto r = machine->load_linux(); !r) return std::unexpected(r.error());
+  } else {
+    auto loaded = load_elf_kernel(config.kernel, machine->memory_, GLASSBOX_KERNEL_MIN_GPA);
+    if (!loaded) return std::unexpected("--kernel: " + loaded.error());
+    machine->boot_.entry_gpa = loaded->entry_gpa;
+  }
 
   auto stop = [m = machine.get()](StopRequest r) { m->request_stop(std::move(r)); };
-  machine->serial_ = std::make_shared<Serial8250>(config.console_fd);
+  // COM1's interrupt is ISA IRQ 4: an edge on the in-kernel PIC and IOAPIC.
+  auto com1_irq = [m = machine.get()] {
+    constexpr std::uint32_t kCom1Irq = 4;
+    if (auto r = m->vm_.irq_line(kCom1Irq, true); !r) {
+      spdlog::warn("serial interrupt: {}", r.error().message());
+      return;
+    }
+    (void)m->vm_.irq_line(kCom1Irq, false);
+  };
+  machine->serial_ = std::make_shared<Serial8250>(config.console_fd, com1_irq);
   machine->doorbell_ = std::make_shared<Doorbell>();
   // The KVMI hypercall through the doorbell: the answer lands in RAX, as a hypercall's would.
   machine->doorbell_->set_listener([m = machine.get()](const AccessContext& ctx) {
@@ -148,6 +191,10 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
   machine->io_bus_.add(GLASSBOX_PORT_POWER, 4, std::make_shared<PowerOffPort>(stop));
   machine->io_bus_.add(GLASSBOX_PORT_RESET, 1, std::make_shared<ResetControl>(stop));
   machine->io_bus_.add(GLASSBOX_PORT_DOORBELL, 4, machine->doorbell_);
+  machine->io_bus_.add(I8042::kDataPort, 5, std::make_shared<I8042>(stop));
+  machine->io_bus_.add(AcpiPm::kBasePort, AcpiPm::kLength, std::make_shared<AcpiPm>(stop));
+  // Port 0x80 (POST codes) is where Linux's outb_p() pauses: accepted and ignored, silently.
+  machine->io_bus_.add(0x80, 1, std::make_shared<SinkPort>("post-code"));
 
   std::uint64_t tsc_khz = 0;
   for (int i = 0; i < config.cpus; ++i) {
@@ -160,14 +207,65 @@ std::expected<std::unique_ptr<Machine>, std::string> Machine::create(
     }
     machine->vcpus_.push_back(std::make_unique<VcpuThread>(*machine, std::move(*vcpu)));
   }
-  x86::BootParameters params{.cmdline = config.cmdline,
-                             .vcpu_count = config.cpus,
-                             .cpuid_flags = machine->boot_.cpuid_flags,
-                             .tsc_khz = tsc_khz};
-  auto cr3 = x86::write_boot_structures(machine->memory_, params);
-  if (!cr3) return std::unexpected(cr3.error());
-  machine->boot_.cr3 = *cr3;
+  if (!linux_guest) {
+    x86::BootParameters params{.cmdline = config.cmdline,
+                               .vcpu_count = config.cpus,
+                               .cpuid_flags = machine->boot_.cpuid.cpuid_flags,
+                               .tsc_khz = tsc_khz};
+    auto cr3 = x86::write_boot_structures(machine->memory_, params);
+    if (!cr3) return std::unexpected(cr3.error());
+    machine->boot_.cr3 = *cr3;
+  }
   return machine;
+}
+
+std::expected<BootProtocol, std::string> Machine::detect_boot_protocol(
+    const std::filesystem::path& kernel) {
+  std::ifstream file(kernel, std::ios::binary);
+  if (!file) return std::unexpected(fmt::format("cannot open {}", kernel.string()));
+  std::vector<std::uint8_t> head(0x300);
+  file.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
+  head.resize(static_cast<std::size_t>(file.gcount()));
+  if (head.size() >= 4 && std::memcmp(head.data(),
+                                      "\x7f"
+                                      "ELF",
+                                      4) == 0) {
+    return BootProtocol::kGlassboxElf;
+  }
+  if (looks_like_bzimage(head)) return BootProtocol::kLinux;
+  return std::unexpected(fmt::format(
+      "{} is neither an ELF64 kernel nor a Linux bzImage (no ELF magic, no \"HdrS\" boot "
+      "header)",
+      kernel.string()));
+}
+
+std::expected<void, std::string> Machine::load_linux() {
+  // The PC memory map: low RAM, the EBDA/BIOS area (holding the ACPI tables) reserved, RAM from
+  // 1 MiB to the end.
+  constexpr std::uint64_t kLowRamEnd = 0x9fc00, kHighRamStart = 0x100000;
+  const std::vector<E820Entry> e820 = {
+      {0, kLowRamEnd, 1},
+      {kLowRamEnd, kHighRamStart - kLowRamEnd, 2},
+      {kHighRamStart, memory_.size() - kHighRamStart, 1},
+  };
+  const auto acpi = x86::write_acpi_tables(memory_, config_.cpus);
+  LinuxBootRequest request{.kernel = config_.kernel,
+                           .initrd = config_.initrd,
+                           .cmdline = config_.cmdline,
+                           .e820 = e820,
+                           .acpi_rsdp_gpa = acpi.rsdp_gpa};
+  auto loaded = load_linux_kernel(request, memory_);
+  if (!loaded) {
+    return std::unexpected(loaded.error().starts_with("--") ? loaded.error()
+                                                            : "--kernel: " + loaded.error());
+  }
+  boot_.entry_gpa = loaded->entry_gpa;
+  boot_.boot_params_gpa = loaded->boot_params_gpa;
+  boot_.cr3 = x86::write_linux_boot_structures(memory_);
+  spdlog::debug("Linux: kernel at {:#x}, entry {:#x}, initrd {:#x} ({} bytes), ACPI RSDP {:#x}",
+                loaded->kernel_gpa, loaded->entry_gpa, loaded->initrd_gpa, loaded->initrd_size,
+                acpi.rsdp_gpa);
+  return {};
 }
 
 Machine::Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory,
@@ -181,11 +279,38 @@ Machine::Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory,
 Machine::~Machine() {
   if (!stop_requested()) request_stop({StopKind::kVmmError, kVmmErrorStatus, "machine destroyed"});
   for (auto& v : vcpus_) v->join();
+  if (console_input_.joinable()) console_input_.join();
 }
 
 void Machine::start() {
   VcpuThread::install_kick_handler();
   for (auto& v : vcpus_) v->start();
+  if (config_.console_input_fd >= 0) console_input_ = std::thread([this] { pump_console_input(); });
+}
+
+void Machine::pump_console_input() {
+  std::uint8_t buffer[256];
+  std::size_t have = 0, done = 0;
+  while (!stop_requested()) {
+    if (done < have) {
+      done += serial_->receive(std::span(buffer + done, have - done));
+      // The guest reads at its own pace; wait for room, and look at the stop flag meanwhile.
+      if (done < have) serial_->wait_for_room(100);
+      continue;
+    }
+    pollfd fds[2] = {{config_.console_input_fd, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents) break;
+    if (!fds[0].revents) continue;
+    const ssize_t n = ::read(config_.console_input_fd, buffer, sizeof buffer);
+    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
+    if (n <= 0) break;  // end of input: the guest sees no more bytes, and runs on
+    have = static_cast<std::size_t>(n);
+    done = 0;
+  }
 }
 
 void Machine::request_stop(StopRequest request) {
@@ -201,6 +326,7 @@ void Machine::request_stop(StopRequest request) {
 
 StopRequest Machine::wait_for_stop() {
   for (auto& v : vcpus_) v->join();
+  if (console_input_.joinable()) console_input_.join();
   if (serial_) serial_->flush();
   std::lock_guard lock(stop_mutex_);
   return stop_.value_or(StopRequest{StopKind::kVmmError, kVmmErrorStatus, "vCPUs ended"});

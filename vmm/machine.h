@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kvm/host_probe.h"
@@ -26,23 +27,33 @@
 #include "vmm/stop_reason.h"
 #include "vmm/vcpu_intercepts.h"
 #include "vmm/vcpu_thread.h"
+#include "vmm/x86/boot_setup.h"
 
 namespace glassbox::vmm {
 
 struct MachineConfig {
-  std::filesystem::path kernel;
+  std::filesystem::path kernel;                 // glassbox ELF kernel or Linux bzImage (detected)
+  std::optional<std::filesystem::path> initrd;  // Linux only
   std::string cmdline;
   int cpus = 1;
   std::uint64_t memory_bytes = 128ULL << 20;
-  int console_fd = 1;  // the serial console goes here
+  int console_fd = 1;         // the serial console goes here
+  int console_input_fd = -1;  // and its input comes from here (-1: none)
   std::string name = "glassbox";
 };
 
-// Values every vCPU starts from (see include/glassbox/boot/boot_info.h).
+enum class BootProtocol {
+  kGlassboxElf,  // the bundled guest's contract (include/glassbox/boot/boot_info.h)
+  kLinux,        // the x86 Linux boot protocol, 64-bit entry (loader/linux_loader.h)
+};
+
+// Values the vCPUs start from.
 struct BootState {
+  BootProtocol protocol = BootProtocol::kGlassboxElf;
   std::uint64_t entry_gpa = 0;
   std::uint64_t cr3 = 0;
-  std::uint32_t cpuid_flags = 0;
+  std::uint64_t boot_params_gpa = 0;  // Linux: RSI of vCPU 0
+  x86::CpuidPersonality cpuid;
 };
 
 class Machine {
@@ -55,6 +66,9 @@ class Machine {
   ~Machine();
 
   void start();
+  // Which boot protocol the kernel image asked for (read from its first bytes).
+  static std::expected<BootProtocol, std::string> detect_boot_protocol(
+      const std::filesystem::path& kernel);
   // Blocks until a stop was requested and every vCPU thread has ended.
   StopRequest wait_for_stop();
   // Thread-safe; the first request decides the exit status. Kicks every vCPU.
@@ -89,6 +103,8 @@ class Machine {
 
  private:
   Machine(MachineConfig config, kvm::Vm vm, GuestMemory memory, const kvm::HostQuirks& quirks);
+  // Kernel, initrd, zero page, ACPI tables and boot page tables of a Linux guest.
+  std::expected<void, std::string> load_linux();
 
   MachineConfig config_;
   kvm::Vm vm_;
@@ -101,6 +117,9 @@ class Machine {
   std::shared_ptr<Serial8250> serial_;
   std::shared_ptr<Doorbell> doorbell_;
   std::vector<std::unique_ptr<VcpuThread>> vcpus_;
+  // Feeds config_.console_input_fd to the UART until the VM stops.
+  std::thread console_input_;
+  void pump_console_input();
   VcpuEntryGate* entry_gate_ = nullptr;
   VcpuIntercepts default_intercepts_;
   VcpuIntercepts* intercepts_ = &default_intercepts_;

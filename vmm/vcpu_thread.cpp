@@ -187,21 +187,36 @@ bool VcpuThread::configure() {
     return r.has_value();
   };
   if (!check(vcpu_.set_cpuid(x86::guest_cpuid(machine_.supported_cpuid(), index,
-                                              machine_.vcpu_count(), boot.cpuid_flags)))) {
+                                              machine_.vcpu_count(), boot.cpuid)))) {
     return false;
   }
   auto msrs = x86::boot_msrs();
   if (auto r = vcpu_.set_msrs(msrs); !r || *r != msrs.size()) {
     spdlog::debug("vCPU {}: not every boot MSR was accepted", index);
   }
-  auto sregs = vcpu_.get_sregs();
-  if (!sregs) return check(std::unexpected(sregs.error()));
-  x86::set_boot_sregs(*sregs, boot.cr3);
-  if (!check(vcpu_.set_sregs(*sregs))) return false;
-  if (!check(vcpu_.set_regs(x86::boot_regs(boot.entry_gpa, index)))) return false;
-  if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
-  // Application processors start directly in long mode at the entry, without INIT/SIPI.
-  if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
+  if (boot.protocol == BootProtocol::kLinux) {
+    // vCPU 0 enters the kernel's 64-bit entry; the others stay in reset, waiting in KVM for the
+    // INIT/SIPI the kernel sends when it brings them up (their KVM_RUN blocks until then).
+    if (index == 0) {
+      auto sregs = vcpu_.get_sregs();
+      if (!sregs) return check(std::unexpected(sregs.error()));
+      x86::set_linux_boot_sregs(*sregs, boot.cr3);
+      if (!check(vcpu_.set_sregs(*sregs))) return false;
+      if (!check(vcpu_.set_regs(x86::linux_boot_regs(boot.entry_gpa, boot.boot_params_gpa)))) {
+        return false;
+      }
+      if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
+    }
+  } else {
+    auto sregs = vcpu_.get_sregs();
+    if (!sregs) return check(std::unexpected(sregs.error()));
+    x86::set_boot_sregs(*sregs, boot.cr3);
+    if (!check(vcpu_.set_sregs(*sregs))) return false;
+    if (!check(vcpu_.set_regs(x86::boot_regs(boot.entry_gpa, index)))) return false;
+    if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
+    // Application processors start directly in long mode at the entry, without INIT/SIPI.
+    if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
+  }
   sigset_t run_mask;
   pthread_sigmask(SIG_SETMASK, nullptr, &run_mask);
   sigdelset(&run_mask, kick_signal());

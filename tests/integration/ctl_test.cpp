@@ -396,7 +396,8 @@ class CtlVcpuTest : public ::testing::Test {
   bool breakpoints_reach_the_vmm() const {
     auto tool = glassbox::client::Session::connect(socket_);
     if (!tool) return true;  // let the command under test report the trouble
-    return (*tool)->check_event(static_cast<std::uint16_t>(glassbox::kvmi::EventId::Breakpoint))
+    return (*tool)
+        ->check_event(static_cast<std::uint16_t>(glassbox::kvmi::EventId::Breakpoint))
         .has_value();
   }
   static constexpr const char* kNoBreakpointsHere =
@@ -426,7 +427,8 @@ class CtlVcpuTest : public ::testing::Test {
     auto r = run_ctl(ctl_args({"inject", "--vcpu", "1", "PF", "--address", "0xbad000", "--user"}));
     ASSERT_EQ(r.exit_status, 0) << describe(r);
     EXPECT_TRUE(vmm_->wait_for_output("all processes done", std::chrono::seconds(60)))
-        << vmm_->output_so_far();
+        << vmm_->output_so_far() << "\nthe inject that should have ended the beacon:\n"
+        << describe(r);
     auto result = vmm_->wait(std::chrono::seconds(60));
     EXPECT_EQ(result.exit_status, 0) << result.err;
   }
@@ -737,8 +739,7 @@ TEST_F(CtlVcpuTest, WatchEndsOnSigintAndDisablesItsEvents) {
   watch.signal(SIGINT);
   auto r = watch.wait(std::chrono::seconds(30));
   ASSERT_EQ(r.exit_status, 0) << describe(r);
-  EXPECT_NE(r.err.find("watch: pf,hypercall on all 2 vCPUs"), std::string::npos)
-      << describe(r);
+  EXPECT_NE(r.err.find("watch: pf,hypercall on all 2 vCPUs"), std::string::npos) << describe(r);
   EXPECT_NE(r.err.find("SIGINT"), std::string::npos) << describe(r);
   // Nothing stays enabled: the guest runs at full speed to its end.
   end_beacon_and_expect_a_clean_exit();

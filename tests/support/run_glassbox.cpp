@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <stdexcept>
 #include <system_error>
 
@@ -22,10 +23,27 @@ std::filesystem::path scenario_guest(const std::string& name) {
 std::filesystem::path guest_kernel() {
   return GLASSBOX_GUEST_KERNEL;
 }
+std::filesystem::path linux_kernel() {
+  if (const char* env = std::getenv("GLASSBOX_LINUX_KERNEL"); env && *env) return env;
+  std::filesystem::path newest;
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/boot", ec)) {
+    const auto name = entry.path().filename().string();
+    // Version order is close enough to name order for Debian's kernels.
+    if (name.starts_with("vmlinuz-") && entry.path().filename() > newest.filename()) {
+      newest = entry.path();
+    }
+  }
+  return newest;
+}
+std::filesystem::path linux_initramfs() {
+  return GLASSBOX_LINUX_INITRAMFS;
+}
 
-GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) {
+GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args, bool console_input) {
+  int out[2], err[2], in[2] = {-1, -1};
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
+      (console_input && pipe2(in, O_CLOEXEC) != 0)) {
     throw std::system_error(errno, std::generic_category(), "pipe2");
   }
   std::vector<std::string> argv_storage;
@@ -43,8 +61,12 @@ GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args) {
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(out[1], STDOUT_FILENO);
     dup2(err[1], STDERR_FILENO);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    if (in[0] >= 0) {
+      dup2(in[0], STDIN_FILENO);
+    } else {
+      int devnull = open("/dev/null", O_RDONLY);
+      if (devnull >= 0) dup2(devnull, STDIN_FILENO);
+    }
     execv(argv[0], argv.data());
     _exit(127);
   }
@@ -52,6 +74,21 @@ GlassboxProcess::GlassboxProcess(const std::vector<std::string>& args) {
   close(err[1]);
   out_fd_ = out[0];
   err_fd_ = err[0];
+  if (in[0] >= 0) close(in[0]);
+  in_fd_ = in[1];
+  // A VMM that exited must turn write_input() into false, not kill the test.
+  if (in_fd_ >= 0) signal(SIGPIPE, SIG_IGN);
+}
+
+bool GlassboxProcess::write_input(const std::string& bytes) {
+  std::size_t done = 0;
+  while (in_fd_ >= 0 && done < bytes.size()) {
+    const ssize_t n = ::write(in_fd_, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return in_fd_ >= 0;
 }
 
 GlassboxProcess::~GlassboxProcess() {
@@ -61,6 +98,7 @@ GlassboxProcess::~GlassboxProcess() {
   }
   if (out_fd_ >= 0) close(out_fd_);
   if (err_fd_ >= 0) close(err_fd_);
+  if (in_fd_ >= 0) close(in_fd_);
 }
 
 void GlassboxProcess::send_signal(int sig) {

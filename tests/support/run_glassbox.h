@@ -21,6 +21,10 @@ struct RunResult {
 std::filesystem::path glassbox_binary();
 std::filesystem::path scenario_guest(const std::string& name);  // tests/guests/NAME.elf
 std::filesystem::path guest_kernel();                           // guest/glassbox-guest.elf
+// The Linux guest: Debian's kernel ($GLASSBOX_LINUX_KERNEL, else the newest /boot/vmlinuz-*;
+// empty when there is none) and the test initramfs (tests/guests/linux/).
+std::filesystem::path linux_kernel();
+std::filesystem::path linux_initramfs();
 
 // Runs `glassbox ARGS...`; kills it with SIGKILL after `timeout` (timed_out = true).
 RunResult run_glassbox(const std::vector<std::string>& args,
@@ -29,7 +33,8 @@ RunResult run_glassbox(const std::vector<std::string>& args,
 // A glassbox process started in the background (for tests that talk to it while it runs).
 class GlassboxProcess {
  public:
-  explicit GlassboxProcess(const std::vector<std::string>& args);
+  // With `console_input`, the VMM's stdin is a pipe fed by write_input(); otherwise /dev/null.
+  explicit GlassboxProcess(const std::vector<std::string>& args, bool console_input = false);
   ~GlassboxProcess();  // SIGKILL + reap if still running
   GlassboxProcess(const GlassboxProcess&) = delete;
   GlassboxProcess& operator=(const GlassboxProcess&) = delete;
@@ -42,6 +47,8 @@ class GlassboxProcess {
   bool wait_for_output(const std::string& needle,
                        std::chrono::milliseconds timeout = std::chrono::seconds(30));
   std::string output_so_far();
+  // Sends bytes to the guest's serial console (needs console_input). False once it is gone.
+  bool write_input(const std::string& bytes);
   // Waits until the VMM's log (stderr) contains `needle` at or after offset `from`.
   bool wait_for_log(const std::string& needle,
                     std::chrono::milliseconds timeout = std::chrono::seconds(30),
@@ -56,6 +63,7 @@ class GlassboxProcess {
   int pid_ = -1;
   int out_fd_ = -1;
   int err_fd_ = -1;
+  int in_fd_ = -1;
   RunResult result_;
   bool reaped_ = false;
   std::chrono::steady_clock::time_point start_;

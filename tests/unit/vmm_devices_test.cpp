@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <vector>
 
 #include "vmm/devices/serial_8250.h"
 #include "vmm/guest_memory.h"
@@ -96,6 +97,54 @@ TEST_F(SerialFixture, AnswersTheRegistersALinuxDriverProbes) {
   char buf[8] = {};
   ASSERT_EQ(read(fds[0], buf, sizeof buf), 3);
   EXPECT_STREQ(buf, "hi\n");
+}
+
+TEST_F(SerialFixture, ReceivedBytesRaiseTheInterruptAndAreReadInOrder) {
+  int pulses = 0;
+  Serial8250 uart(fds[1], [&] { ++pulses; });
+  const std::uint8_t input[] = {'l', 's', '\n'};
+  EXPECT_EQ(uart.receive(input), 3u);
+  EXPECT_EQ(pulses, 0);  // no interrupt enabled, none delivered
+  EXPECT_EQ(in(uart, 5) & 1, 1);
+  out(uart, 4, 0x0b);  // DTR, RTS, OUT2: the line reaches the PIC
+  out(uart, 1, 0x01);  // received-data interrupt
+  EXPECT_EQ(pulses, 1);
+  EXPECT_EQ(in(uart, 2) & 0x0f, 0x04);
+  EXPECT_EQ(in(uart, 0), 'l');
+  EXPECT_EQ(in(uart, 0), 's');
+  EXPECT_EQ(in(uart, 0), '\n');
+  EXPECT_EQ(in(uart, 2) & 0x0f, 0x01);  // nothing pending once the FIFO is drained
+  EXPECT_EQ(in(uart, 5) & 1, 0);
+  EXPECT_EQ(uart.receive(input), 3u);
+  EXPECT_EQ(pulses, 2);  // a new edge for new data
+  // The FIFO holds 16 bytes; the rest waits for the guest.
+  std::vector<std::uint8_t> many(40, 'x');
+  EXPECT_EQ(uart.receive(many), Serial8250::kFifoSize - 3);
+  EXPECT_FALSE(uart.wait_for_room(0));
+  in(uart, 0);
+  EXPECT_TRUE(uart.wait_for_room(0));
+}
+
+TEST_F(SerialFixture, TransmitterEmptyInterruptDrivesAnInterruptDrivenWriter) {
+  int pulses = 0;
+  Serial8250 uart(fds[1], [&] { ++pulses; });
+  out(uart, 4, 0x08);
+  out(uart, 1, 0x02);  // enabling THRI with an empty holding register interrupts at once
+  EXPECT_EQ(pulses, 1);
+  EXPECT_EQ(in(uart, 2) & 0x0f, 0x02);
+  EXPECT_EQ(in(uart, 2) & 0x0f, 0x01);  // the IIR read acknowledged it
+  out(uart, 0, 'a');                    // each byte sent empties the register again
+  EXPECT_EQ(pulses, 2);
+  EXPECT_EQ(in(uart, 2) & 0x0f, 0x02);
+  out(uart, 1, 0x00);
+  out(uart, 0, '\n');
+  EXPECT_EQ(pulses, 2);  // disabled: no more edges
+  out(uart, 4, 0x00);    // OUT2 low gates the line even when enabled
+  out(uart, 1, 0x02);
+  EXPECT_EQ(pulses, 2);
+  char buf[4] = {};
+  ASSERT_EQ(read(fds[0], buf, sizeof buf), 2);
+  EXPECT_STREQ(buf, "a\n");
 }
 
 TEST(PageWalk, FollowsFourLevelTablesWithPermissions) {

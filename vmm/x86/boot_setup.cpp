@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "kvm/long_mode.h"
+#include "vmm/loader/linux_loader.h"
 
 namespace glassbox::vmm::x86 {
 
@@ -54,18 +55,21 @@ std::expected<std::uint64_t, std::string> write_boot_structures(GuestMemory& mem
 }
 
 std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported, int index,
-                                          int count, std::uint32_t cpuid_flags) {
+                                          int count, const CpuidPersonality& personality) {
   std::vector<kvm_cpuid_entry2> entries;
   entries.reserve(supported.size() + 2);
   const auto apic_id = static_cast<std::uint32_t>(index);
   for (auto e : supported) {
     // KVM's own paravirtual leaves are replaced by glassbox's (below).
-    if (e.function >= 0x40000000 && e.function <= 0x4fffffff) continue;
+    if (personality.glassbox_leaves && e.function >= 0x40000000 && e.function <= 0x4fffffff) {
+      continue;
+    }
     switch (e.function) {
       case 1:
         e.ebx = (e.ebx & 0x0000ffff) | (apic_id << 24) |
                 (static_cast<std::uint32_t>(std::min(count, 255)) << 16);
-        e.ecx |= 1u << 31;                 // running under a hypervisor
+        e.ecx |= 1u << 31;  // running under a hypervisor
+        if (personality.tsc_deadline_timer) e.ecx |= 1u << 24;
         if (count > 1) e.edx |= 1u << 28;  // HTT: more than one logical processor
         break;
       case 0xb:
@@ -77,6 +81,7 @@ std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& s
     }
     entries.push_back(e);
   }
+  if (!personality.glassbox_leaves) return entries;
   kvm_cpuid_entry2 signature{};
   signature.function = GLASSBOX_CPUID_SIGNATURE_LEAF;
   signature.eax = GLASSBOX_CPUID_FEATURES_LEAF;
@@ -86,7 +91,7 @@ std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& s
   kvm_cpuid_entry2 features{};
   features.function = GLASSBOX_CPUID_FEATURES_LEAF;
   features.eax = GLASSBOX_PORT_DOORBELL;
-  features.ebx = cpuid_flags;
+  features.ebx = personality.cpuid_flags;
   features.ecx = GLASSBOX_PORT_POWER;
   entries.push_back(signature);
   entries.push_back(features);
@@ -114,6 +119,25 @@ kvm_regs boot_regs(std::uint64_t entry_gpa, int index) {
 
 void set_boot_sregs(kvm_sregs& sregs, std::uint64_t cr3) {
   kvm::long_mode::set_long_mode_sregs(sregs, GLASSBOX_GDT_GPA, cr3);
+}
+
+std::uint64_t write_linux_boot_structures(GuestMemory& memory) {
+  kvm::long_mode::write_gdt(memory.span(kLinuxGdtGpa, kvm::long_mode::kLinuxBootGdt.bytes()),
+                            kvm::long_mode::kLinuxBootGdt);
+  return kvm::long_mode::write_identity_page_tables(memory.all(), kLinuxPageTablesGpa,
+                                                    kIdentityMapBytes, /*map_page_zero=*/true);
+}
+
+kvm_regs linux_boot_regs(std::uint64_t entry_gpa, std::uint64_t boot_params_gpa) {
+  kvm_regs regs{};
+  regs.rip = entry_gpa;
+  regs.rsi = boot_params_gpa;
+  regs.rflags = 0x2;  // interrupts off, as the protocol requires
+  return regs;
+}
+
+void set_linux_boot_sregs(kvm_sregs& sregs, std::uint64_t cr3) {
+  kvm::long_mode::set_long_mode_sregs(sregs, kLinuxGdtGpa, cr3, kvm::long_mode::kLinuxBootGdt);
 }
 
 kvm_fpu boot_fpu() {

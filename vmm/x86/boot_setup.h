@@ -27,10 +27,26 @@ struct BootParameters {
 std::expected<std::uint64_t, std::string> write_boot_structures(GuestMemory& memory,
                                                                 const BootParameters& params);
 
+// Which hypervisor a guest is shown in the 0x40000000 leaves.
+struct CpuidPersonality {
+  // Glassbox's leaves (doorbell port, flags) replace KVM's: the bundled guest's contract. A Linux
+  // guest keeps KVM's instead, so it uses kvmclock and the paravirtual features stock KVM offers.
+  bool glassbox_leaves = true;
+  std::uint32_t cpuid_flags = GLASSBOX_CPUID_FLAG_DOORBELL;  // GLASSBOX_CPUID_FLAG_*
+  // KVM_CAP_TSC_DEADLINE_TIMER: KVM emulates it but leaves the CPUID bit to user space.
+  bool tsc_deadline_timer = false;
+};
+
 // The host's supported CPUID adjusted for vCPU `index` of `count`: APIC ids, the hypervisor bit,
-// topology leaves, and glassbox's hypervisor leaves replacing KVM's.
+// topology leaves, and the hypervisor leaves of `personality`.
 std::vector<kvm_cpuid_entry2> guest_cpuid(const std::vector<kvm_cpuid_entry2>& supported, int index,
-                                          int count, std::uint32_t cpuid_flags);
+                                          int count, const CpuidPersonality& personality);
+
+// The Linux 64-bit boot protocol's machine state: a GDT with __BOOT_CS/__BOOT_DS and page tables
+// identity-mapping the first 4 GiB (written at the loader's addresses). Returns the CR3 value.
+std::uint64_t write_linux_boot_structures(GuestMemory& memory);
+kvm_regs linux_boot_regs(std::uint64_t entry_gpa, std::uint64_t boot_params_gpa);
+void set_linux_boot_sregs(kvm_sregs& sregs, std::uint64_t cr3);
 
 // MSR values every vCPU starts with (default write-back memory type, fast strings).
 std::vector<kvm_msr_entry> boot_msrs();
