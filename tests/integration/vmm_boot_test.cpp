@@ -137,7 +137,9 @@ INSTANTIATE_TEST_SUITE_P(
     Cases, BadCli,
     ::testing::Values(
         BadArgs{"MissingKernelFile", {"run", "--kernel", "/nonexistent/kernel.elf"}, "--kernel"},
-        BadArgs{"NotAnElf", {"run", "--kernel", not_an_elf()}, "not an ELF"},
+        BadArgs{"NotAnElf",
+                {"run", "--kernel", not_an_elf()},
+                "neither an ELF64 kernel nor a Linux bzImage"},
         BadArgs{"Elf32", {"run", "--kernel", elf32()}, "32-bit"},
         BadArgs{"MemoryTooSmall",
                 {"run", "--kernel", scenario_guest("hello").string(), "--memory", "1M"},
