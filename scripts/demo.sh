@@ -58,7 +58,7 @@ guardian_demo() {
   status=0
   "$bin/glassbox" --log-level warn run --kernel "$guest" --cpus 2 --cmdline attack \
     --name guardian-demo \
-    --introspect "unix:$sock" --start-paused | tee "$log.guest" || status=$?
+    --introspect "unix:$sock" --start-paused --console-input none | tee "$log.guest" || status=$?
   wait $guardian || true
   trap - EXIT
   echo "--- guardian log"
