@@ -194,29 +194,26 @@ bool VcpuThread::configure() {
   if (auto r = vcpu_.set_msrs(msrs); !r || *r != msrs.size()) {
     spdlog::debug("vCPU {}: not every boot MSR was accepted", index);
   }
-  if (boot.protocol == BootProtocol::kLinux) {
-    // vCPU 0 enters the kernel's 64-bit entry; the others stay in reset, waiting in KVM for the
-    // INIT/SIPI the kernel sends when it brings them up (their KVM_RUN blocks until then).
-    if (index == 0) {
-      auto sregs = vcpu_.get_sregs();
-      if (!sregs) return check(std::unexpected(sregs.error()));
-      x86::set_linux_boot_sregs(*sregs, boot.cr3);
-      if (!check(vcpu_.set_sregs(*sregs))) return false;
-      if (!check(vcpu_.set_regs(x86::linux_boot_regs(boot.entry_gpa, boot.boot_params_gpa)))) {
-        return false;
-      }
-      if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
-    }
-  } else {
+  // The bundled guest starts every vCPU at its entry in long mode, without INIT/SIPI. A Linux
+  // kernel starts on vCPU 0; the others stay in reset, waiting in KVM for the INIT/SIPI the kernel
+  // sends when it brings them up (their KVM_RUN blocks until then).
+  const bool linux_guest = boot.protocol == BootProtocol::kLinux;
+  if (!linux_guest || index == 0) {
     auto sregs = vcpu_.get_sregs();
     if (!sregs) return check(std::unexpected(sregs.error()));
-    x86::set_boot_sregs(*sregs, boot.cr3);
-    if (!check(vcpu_.set_sregs(*sregs))) return false;
-    if (!check(vcpu_.set_regs(x86::boot_regs(boot.entry_gpa, index)))) return false;
-    if (!check(vcpu_.set_fpu(x86::boot_fpu()))) return false;
-    // Application processors start directly in long mode at the entry, without INIT/SIPI.
-    if (!check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
+    if (linux_guest) {
+      x86::set_linux_boot_sregs(*sregs, boot.cr3);
+    } else {
+      x86::set_boot_sregs(*sregs, boot.cr3);
+    }
+    const kvm_regs regs = linux_guest ? x86::linux_boot_regs(boot.entry_gpa, boot.boot_params_gpa)
+                                      : x86::boot_regs(boot.entry_gpa, index);
+    if (!check(vcpu_.set_sregs(*sregs)) || !check(vcpu_.set_regs(regs)) ||
+        !check(vcpu_.set_fpu(x86::boot_fpu()))) {
+      return false;
+    }
   }
+  if (!linux_guest && !check(vcpu_.set_mp_state(KVM_MP_STATE_RUNNABLE))) return false;
   sigset_t run_mask;
   pthread_sigmask(SIG_SETMASK, nullptr, &run_mask);
   sigdelset(&run_mask, kick_signal());

@@ -92,25 +92,27 @@ TEST_F(LinuxGuest, TheKernelSeesTheMemoryMapAcpiTablesAndBothVcpus) {
   EXPECT_EQ(vm.wait(60s).exit_status, 128 + SIGTERM);
 }
 
-TEST_F(LinuxGuest, BootsOnOneVcpuRunsInitAndPowersOffWithStatusZero) {
-  SKIP_FULL_BOOT_IN_THE_LAB();
-  auto result = glassbox::test::run_glassbox(run_args("poweroff", 1), kBootTimeout);
+// Boots to init on `cpus` vCPUs and expects its power-off through ACPI with status 0.
+void expect_boot_to_init_and_poweroff(const std::vector<std::string>& args, int cpus) {
+  auto result = glassbox::test::run_glassbox(args, kBootTimeout);
   EXPECT_FALSE(result.timed_out) << result.out << result.err;
-  EXPECT_NE(result.out.find("glassbox-test: init is pid 1 with 1 CPUs online"), std::string::npos)
-      << result.out << result.err;
-  EXPECT_NE(result.err.find("guest powered off through ACPI (S5"), std::string::npos) << result.err;
-  EXPECT_EQ(result.exit_status, 0) << result.err;
-}
-
-TEST_F(LinuxGuest, BootsOnTwoVcpusRunsInitAndPowersOffWithStatusZero) {
-  SKIP_FULL_BOOT_IN_THE_LAB();
-  auto result = glassbox::test::run_glassbox(run_args("poweroff", 2), kBootTimeout);
-  EXPECT_FALSE(result.timed_out) << result.out << result.err;
-  EXPECT_NE(result.out.find("glassbox-test: init is pid 1 with 2 CPUs online"), std::string::npos)
+  EXPECT_NE(
+      result.out.find("glassbox-test: init is pid 1 with " + std::to_string(cpus) + " CPUs online"),
+      std::string::npos)
       << result.out << result.err;
   EXPECT_NE(result.out.find("glassbox-test: powering off"), std::string::npos) << result.out;
   EXPECT_NE(result.err.find("guest powered off through ACPI (S5"), std::string::npos) << result.err;
   EXPECT_EQ(result.exit_status, 0) << result.err;
+}
+
+TEST_F(LinuxGuest, BootsOnOneVcpuRunsInitAndPowersOffWithStatusZero) {
+  SKIP_FULL_BOOT_IN_THE_LAB();
+  expect_boot_to_init_and_poweroff(run_args("poweroff", 1), 1);
+}
+
+TEST_F(LinuxGuest, BootsOnTwoVcpusRunsInitAndPowersOffWithStatusZero) {
+  SKIP_FULL_BOOT_IN_THE_LAB();
+  expect_boot_to_init_and_poweroff(run_args("poweroff", 2), 2);
 }
 
 TEST_F(LinuxGuest, RebootInsideTheGuestEndsTheVmThroughTheResetRegister) {
